@@ -1,0 +1,1 @@
+"""depthseg: joint foreground segmentation and depth estimation with DSResNet."""

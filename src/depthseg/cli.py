@@ -1,0 +1,54 @@
+"""What every stage script shares: params loading, overrides and error reporting."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from depthseg.config import PARAMS_FILE, Params, load_params
+from depthseg.errors import DepthsegError
+
+
+def stage_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--params", type=Path, default=PARAMS_FILE, help="params file (default: %(default)s)"
+    )
+    parser.add_argument(
+        "-S",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override params for this run, e.g. -S train.epochs=2 (repeatable; one value may "
+        "hold several, space-separated); under DVC prefer `dvc exp run -S`, which records them",
+    )
+    return parser
+
+
+def run_stage(
+    parser: argparse.ArgumentParser, main: Callable[[Params, argparse.Namespace], None]
+) -> None:
+    """Parse arguments, validate params, run ``main``; report bad input in one message."""
+    args = parser.parse_args()
+    try:
+        overrides = [item for text in args.overrides for item in shlex.split(text)]
+        main(load_params(args.params, overrides), args)
+    except DepthsegError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON atomically, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(partial, path)

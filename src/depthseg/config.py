@@ -1,0 +1,278 @@
+"""Typed schema of ``params.yaml``, validated when a stage starts.
+
+Every section mirrors a DVC stage (``data`` for fetch, ``index``, ``model``/``loss``/``train`` for
+train, ``evaluate``, ``tracking``, ``tune``). Unknown keys, wrong types and out-of-range values stop
+the stage with one line per problem that names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from depthseg.errors import DepthsegError
+
+PARAMS_FILE = Path("params.yaml")
+
+PositiveInt = Annotated[int, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+
+
+class ParamsError(DepthsegError, ValueError):
+    """params.yaml (or an override) is invalid; the message is ready to show to a user."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticParams(Section):
+    backgrounds: PositiveInt = 40
+    foregrounds: PositiveInt = 10
+    placements: Annotated[int, Field(gt=0, multiple_of=2)] = 8
+    image_size: Annotated[int, Field(ge=32, le=1024)] = 224
+    seed: int = 0
+
+
+class DataParams(Section):
+    source: Literal["synthetic", "local", "kaggle"] = "synthetic"
+    path: str | None = None
+    kaggle_dataset: str = "shanwizard/modest-museum-dataset"
+    synthetic: SyntheticParams = SyntheticParams()
+
+    @model_validator(mode="after")
+    def _local_needs_path(self) -> DataParams:
+        if self.source == "local" and not self.path:
+            raise ValueError(
+                "data.source is 'local' but data.path is empty: set data.path to a folder or "
+                ".zip in the MODEST layout"
+            )
+        return self
+
+
+class SplitParams(Section):
+    method: Literal["by_background", "random"] = "by_background"
+    train: Fraction = 0.8
+    val: Fraction = 0.1
+    test: Fraction = 0.1
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _fractions_sum_to_one(self) -> SplitParams:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"index.split.train + val + test must add up to 1, got {total:g}")
+        if self.train == 0:
+            raise ValueError("index.split.train must be greater than 0")
+        return self
+
+
+class IndexParams(Section):
+    split: SplitParams = SplitParams()
+    on_problem: Literal["stop", "skip"] = "stop"
+
+
+class ModelParams(Section):
+    width: Annotated[float, Field(gt=0.0, le=4.0)] = 1.0
+
+
+class DepthLossParams(Section):
+    rmse: NonNegative = 2.0
+    ssim: NonNegative = 0.0
+
+
+class MaskLossParams(Section):
+    bce: NonNegative = 1.0
+    dice: NonNegative = 2.0
+
+
+class LossParams(Section):
+    preset: Literal["rmse_bce_dice", "ssim_dice", "rmse_bce"] | None = None
+    depth: DepthLossParams = DepthLossParams()
+    mask: MaskLossParams = MaskLossParams()
+
+
+class OptimizerParams(Section):
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: Annotated[float, Field(gt=0.0, le=10.0)] = 0.01
+    momentum: Fraction = 0.9
+    weight_decay: NonNegative = 0.0
+
+
+class SchedulerParams(Section):
+    name: Literal["plateau", "onecycle", "step", "none"] = "plateau"
+    # plateau (ReduceLROnPlateau on the validation loss), as the original
+    patience: Annotated[int, Field(ge=0)] = 2
+    min_lr: NonNegative = 1e-6
+    # step: multiply the lr by gamma every step_epochs epochs (the original divided by 10 after 3)
+    step_epochs: PositiveInt = 3
+    gamma: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+    # onecycle: peak lr = optimizer.lr, reached after pct_start of all steps
+    pct_start: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.25
+
+
+class AugmentParams(Section):
+    photometric: bool = False
+    photometric_p: Fraction = 0.5
+    geometric: bool = False
+    flip_p: Fraction = 0.5
+    shift: Annotated[float, Field(ge=0.0, le=0.3)] = 0.05
+    scale: Annotated[float, Field(ge=0.0, le=0.3)] = 0.1
+
+
+class TrainParams(Section):
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: bool = True
+    epochs: PositiveInt = 6
+    batch_size: PositiveInt = 16
+    # Progressive resizing: the image size of each epoch; the last one repeats.
+    image_sizes: Annotated[
+        list[Annotated[int, Field(ge=32, multiple_of=32)]], Field(min_length=1)
+    ] = [64]
+    train_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    optimizer: OptimizerParams = OptimizerParams()
+    scheduler: SchedulerParams = SchedulerParams()
+    augment: AugmentParams = AugmentParams()
+    seed: int = 0
+    workers: Annotated[int, Field(ge=0)] = 2
+    preview_images: Annotated[int, Field(ge=0, le=64)] = 8
+    resume: bool = False
+
+    def image_size(self, epoch: int) -> int:
+        """Image size of ``epoch`` (counted from 1)."""
+        return self.image_sizes[min(epoch, len(self.image_sizes)) - 1]
+
+
+class EvaluateParams(Section):
+    split: Literal["train", "val", "test"] = "test"
+    # None: the size the model was trained at last.
+    image_size: Annotated[int, Field(ge=32, multiple_of=32)] | None = None
+    batch_size: PositiveInt = 32
+    prediction_images: Annotated[int, Field(ge=0, le=64)] = 8
+
+
+class TrackingParams(Section):
+    experiment: str = "depthseg"
+    # None: MLFLOW_TRACKING_URI if set, else sqlite:///mlflow.db in the working directory.
+    tracking_uri: str | None = None
+
+
+class Params(Section):
+    data: DataParams = DataParams()
+    index: IndexParams = IndexParams()
+    model: ModelParams = ModelParams()
+    loss: LossParams = LossParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    tracking: TrackingParams = TrackingParams()
+
+
+def _section_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed in the section at ``loc`` of params.yaml; [] if that is no section."""
+    model: type[BaseModel] = Params
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _format_error(error: dict[str, Any], source: str) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        allowed = _section_keys(error["loc"][:-1])
+        known = f" (allowed here: {', '.join(allowed)})" if allowed else ""
+        return f"{source}: unknown key '{key}': remove it or check its spelling{known}"
+    if error["type"] == "literal_error":
+        return f"{source}: {key}: {message}, got {error['input']!r}"
+    location = f"{key}: " if key else ""
+    got = "" if error["type"] == "value_error" else f" (got {error['input']!r})"
+    return f"{source}: {location}{message}{got}"
+
+
+def parse_params(raw: dict[str, Any], source: str = str(PARAMS_FILE)) -> Params:
+    """Validate a params mapping; raise ParamsError with one line per problem."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        lines = [_format_error(detail, source) for detail in error.errors()]
+        raise ParamsError("\n".join(lines)) from None
+
+
+def read_params_file(path: Path = PARAMS_FILE) -> dict[str, Any]:
+    if not path.is_file():
+        raise ParamsError(f"{path}: not found: run from the repository root, where params.yaml is")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections at the top level")
+    return raw
+
+
+def apply_override(raw: dict[str, Any], dotted_key: str, value: Any) -> None:
+    """Set ``a.b.c`` in a nested mapping, creating sections on the way."""
+    *sections, leaf = dotted_key.split(".")
+    node = raw
+    for section in sections:
+        node = node.setdefault(section, {})
+        if not isinstance(node, dict):
+            raise ParamsError(f"override {dotted_key}: '{section}' is not a section")
+    node[leaf] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` with a YAML value, as ``dvc exp run -S`` takes it."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ParamsError(f"override {text!r}: expected KEY=VALUE, e.g. train.epochs=3")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ParamsError(f"override {text!r}: the value is not valid YAML ({problem})") from None
+    return key.strip(), parsed
+
+
+def load_params(path: Path = PARAMS_FILE, overrides: list[str] | None = None) -> Params:
+    raw = read_params_file(path)
+    for text in overrides or []:
+        apply_override(raw, *parse_override(text))
+    return parse_params(raw, str(path))
+
+
+def flatten(params: BaseModel | dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{'train': {'epochs': 3}}`` -> ``{'train.epochs': 3}``, for MLflow and Optuna."""
+    mapping = params.model_dump() if isinstance(params, BaseModel) else params
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+# Files the stages hand to each other; dvc.yaml names the same paths.
+RAW_ARCHIVE = Path("data/raw/modest.zip")
+DOWNLOAD_DIR = Path("data/download")
+INDEX_FILE = Path("data/index/scenes.parquet")
+INDEX_SUMMARY = Path("results/index/summary.json")
+MODEL_WEIGHTS = Path("models/model.pt")
+MODEL_CARD = Path("models/model.json")
+CHECKPOINT_DIR = Path("models/checkpoints")
+TRAIN_METRICS = Path("results/train/metrics.json")
+TRAIN_HISTORY = Path("results/train/history.csv")
+EVALUATE_METRICS = Path("results/evaluate/metrics.json")
+EVALUATE_PER_IMAGE = Path("results/evaluate/per_image.csv")
+EVALUATE_PREDICTIONS = Path("results/evaluate/predictions")

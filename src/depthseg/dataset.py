@@ -1,0 +1,95 @@
+"""A torch Dataset over the index: reads a scene's four images lazily from the stored zip."""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from depthseg import layout
+from depthseg.archive import MemberReader
+from depthseg.errors import DepthsegError
+from depthseg.indexing import IMAGE_KINDS
+from depthseg.transforms import depth_tensor, image_tensor, mask_tensor
+
+
+class ImageError(DepthsegError, ValueError):
+    """An image of the dataset cannot be decoded; the message names it."""
+
+
+def decode_image(data: bytes, size: int, mode: str, name: str) -> np.ndarray:
+    """Decode a JPEG/PNG to ``size`` x ``size`` in ``mode`` ('RGB' or 'L') as uint8."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            # JPEG decoders can scale by 1/2, 1/4, 1/8 while decoding: far cheaper than resizing.
+            image.draft(mode, (size, size))
+            pixels = np.asarray(image.convert(mode))
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise ImageError(
+            f"{name}: cannot decode this image ({error}); the file is corrupt"
+        ) from None
+    if pixels.shape[:2] != (size, size):
+        pixels = cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA)
+    return pixels
+
+
+class SceneDataset(Dataset[dict[str, torch.Tensor]]):
+    """Scenes of ``table`` as tensors: ``bg``, ``bg_fg`` (normalised), ``mask``, ``depth``."""
+
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        archive_path: Path,
+        image_size: int,
+        augmentation: A.Compose | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.scenes = table["scene"].to_numpy()
+        self.ranges = {
+            kind: table[[f"{kind}_offset", f"{kind}_size"]].to_numpy(np.int64)
+            for kind in IMAGE_KINDS
+        }
+        self.names = {kind: table[kind].to_numpy() for kind in IMAGE_KINDS}
+        self.reader = MemberReader(archive_path)
+        self.image_size = image_size
+        self.augmentation = augmentation
+        self.seed = seed
+        # Set before each epoch; workers are started afresh every epoch and copy it.
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def _read(self, kind: str, index: int, mode: str) -> np.ndarray:
+        offset, size = self.ranges[kind][index]
+        name = f"{self.reader.path}:{self.names[kind][index]}"
+        return decode_image(self.reader.read(int(offset), int(size)), self.image_size, mode, name)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        images = {
+            "image": self._read("bg", index, "RGB"),
+            "bg_fg": self._read("bg_fg", index, "RGB"),
+            "mask": self._read("mask", index, "L"),
+            "depth": self._read("depth", index, "L"),
+        }
+        if self.augmentation is not None:
+            # Seeded per scene and epoch: the same draws whatever the number of workers. One
+            # generator shared by all transforms: set_random_seed would give each transform its
+            # own generator with the same seed, so their draws would coincide (flip iff affine).
+            seed = hash((self.seed, self.epoch, index)) & 0x7FFFFFFF
+            self.augmentation.set_random_state(np.random.default_rng(seed), random.Random(seed))
+            images = self.augmentation(**images)
+        return {
+            "bg": image_tensor(images["image"], layout.BG_MEAN, layout.BG_STD),
+            "bg_fg": image_tensor(images["bg_fg"], layout.BG_FG_MEAN, layout.BG_FG_STD),
+            "mask": mask_tensor(images["mask"]),
+            "depth": depth_tensor(images["depth"]),
+        }

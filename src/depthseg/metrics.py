@@ -1,0 +1,154 @@
+"""Streaming mask and depth metrics over a whole split, pooled over pixels and per image.
+
+Each batch is reduced on its device to a few float64 sums per image; only those move to the CPU,
+where they are accumulated. Dataset-level values are ratios of the pooled sums (the soft IoU,
+following the reference project, is the mean of per-image values), so they do not depend on how
+the split is cut into batches.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+#: Depth targets at or below this are treated as missing (as in the reference project).
+MIN_VALID_DEPTH = 1e-4
+#: A mask pixel is foreground when its probability (or truth) is above this.
+MASK_THRESHOLD = 0.5
+DELTA_BASE = 1.25
+
+METRIC_NAMES = (
+    "mask_iou",
+    "mask_dice",
+    "mask_soft_iou",
+    "depth_rmse",
+    "depth_mae",
+    "depth_abs_rel",
+    "depth_delta1",
+    "depth_delta2",
+    "depth_delta3",
+)
+
+#: Per-image sums, in the column order of the tensor returned by ``_per_image_sums``.
+_SUM_NAMES = (
+    "intersection",
+    "pred_area",
+    "true_area",
+    "soft_intersection",
+    "soft_total",
+    "valid",
+    "squared_error",
+    "abs_error",
+    "abs_rel_error",
+    "delta1",
+    "delta2",
+    "delta3",
+)
+
+
+def _per_image_sums(
+    depth_pred: Tensor, depth_true: Tensor, mask_prob: Tensor, mask_true: Tensor
+) -> Tensor:
+    """``N x len(_SUM_NAMES)`` float64 sums, computed on the inputs' device."""
+    depth_pred, depth_true = depth_pred.double(), depth_true.double()
+    mask_prob, mask_true = mask_prob.double(), mask_true.double()
+    pred_fg = (mask_prob > MASK_THRESHOLD).double()
+    true_fg = (mask_true > MASK_THRESHOLD).double()
+    valid = (depth_true > MIN_VALID_DEPTH).double()
+    abs_error = (depth_pred - depth_true).abs() * valid
+    # Invalid targets are replaced by 1 so the divisions below stay finite; they are masked out.
+    safe_true = torch.where(valid > 0, depth_true, torch.ones_like(depth_true))
+    safe_pred = depth_pred.clamp(min=MIN_VALID_DEPTH)
+    ratio = torch.maximum(safe_pred / safe_true, safe_true / safe_pred)
+    per_pixel = (
+        pred_fg * true_fg,
+        pred_fg,
+        true_fg,
+        mask_prob * mask_true,
+        mask_prob + mask_true,
+        valid,
+        abs_error**2,
+        abs_error,
+        abs_error / safe_true,
+        *((ratio < DELTA_BASE**power).double() * valid for power in (1, 2, 3)),
+    )
+    return torch.stack([value.flatten(1).sum(dim=1) for value in per_pixel], dim=1)
+
+
+def _ratio(numerator: Tensor, denominator: Tensor, if_empty: float) -> Tensor:
+    """``numerator / denominator``, or ``if_empty`` where the denominator is zero."""
+    empty = denominator == 0
+    return torch.where(empty, if_empty, numerator / torch.where(empty, 1.0, denominator))
+
+
+def _soft_iou(sums: dict[str, Tensor]) -> Tensor:
+    # Both masks empty everywhere is a perfect match rather than 0/0.
+    overlap = sums["soft_intersection"]
+    return _ratio(overlap, sums["soft_total"] - overlap, if_empty=1.0)
+
+
+def _pooled_metrics(sums: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Every metric but the soft IoU from (per-image or whole-split) sums."""
+    intersection, valid = sums["intersection"], sums["valid"]
+    areas = sums["pred_area"] + sums["true_area"]
+    nan = float("nan")
+    return {
+        # An empty prediction of an empty mask is perfect, not undefined.
+        "mask_iou": _ratio(intersection, areas - intersection, if_empty=1.0),
+        "mask_dice": _ratio(2 * intersection, areas, if_empty=1.0),
+        "depth_rmse": _ratio(sums["squared_error"], valid, if_empty=nan).sqrt(),
+        "depth_mae": _ratio(sums["abs_error"], valid, if_empty=nan),
+        "depth_abs_rel": _ratio(sums["abs_rel_error"], valid, if_empty=nan),
+        **{
+            f"depth_delta{power}": _ratio(sums[f"delta{power}"], valid, if_empty=nan)
+            for power in (1, 2, 3)
+        },
+    }
+
+
+def _check_shapes(**tensors: Tensor) -> None:
+    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
+    first = next(iter(shapes.values()))
+    if len(set(shapes.values())) > 1 or len(first) != 4 or first[1] != 1:
+        raise ValueError(f"metrics need four N x 1 x H x W tensors of one shape, got {shapes}")
+
+
+class SegDepthMetrics:
+    """Mask IoU/Dice/soft IoU and depth RMSE/MAE/AbsRel/deltas, streamed over a split.
+
+    ``update`` takes probabilities (after the sigmoid) and truths in [0, 1] and returns per-image
+    metrics; ``compute`` returns the dataset-level ones. Per image, depth metrics are NaN when the
+    image has no valid depth pixel.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._totals = torch.zeros(len(_SUM_NAMES), dtype=torch.float64)
+        self._soft_iou_sum = 0.0
+        self._num_images = 0
+
+    def update(
+        self, depth_pred: Tensor, depth_true: Tensor, mask_prob: Tensor, mask_true: Tensor
+    ) -> list[dict[str, float]]:
+        _check_shapes(
+            depth_pred=depth_pred, depth_true=depth_true, mask_prob=mask_prob, mask_true=mask_true
+        )
+        with torch.no_grad():
+            per_image = _per_image_sums(depth_pred, depth_true, mask_prob, mask_true).cpu()
+        sums = dict(zip(_SUM_NAMES, per_image.unbind(dim=1), strict=True))
+        metrics = {**_pooled_metrics(sums), "mask_soft_iou": _soft_iou(sums)}
+        self._totals += per_image.sum(dim=0)
+        self._soft_iou_sum += metrics["mask_soft_iou"].sum().item()
+        self._num_images += per_image.shape[0]
+        columns = {name: metrics[name].tolist() for name in METRIC_NAMES}
+        return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+    def compute(self) -> dict[str, float]:
+        if self._num_images == 0:
+            raise RuntimeError("SegDepthMetrics.compute() called before any update()")
+        totals = dict(zip(_SUM_NAMES, self._totals.unbind(), strict=True))
+        metrics = {name: value.item() for name, value in _pooled_metrics(totals).items()}
+        metrics["mask_soft_iou"] = self._soft_iou_sum / self._num_images
+        return {name: metrics[name] for name in METRIC_NAMES}

@@ -1,0 +1,146 @@
+"""MLflow behind one small service: where runs go and what a run records.
+
+The store is ``tracking.tracking_uri`` if set, else ``MLFLOW_TRACKING_URI``, else MLflow's own
+default, ``sqlite:///mlflow.db`` in the working directory (the repository root under DVC), so a
+plain ``mlflow ui`` there shows the runs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import requests
+import torch
+from mlflow.models import infer_signature
+
+from depthseg.config import Params, TrackingParams, flatten
+from depthseg.errors import DepthsegError
+from depthseg.model import DSResNet, PackedDSResNet
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+MODEL_ARTIFACT = "model"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+#: What the logged model needs to be loaded elsewhere; pinned as in requirements.txt.
+_MODEL_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
+
+
+class TrackingError(DepthsegError, RuntimeError):
+    """The tracking store cannot be used; the message names it and says what to do."""
+
+
+def tracking_uri(params: TrackingParams) -> str:
+    return params.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def _check_server(uri: str) -> None:
+    """Fail in seconds, not after MLflow's minutes of retries, when a server is down."""
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=10).raise_for_status()
+    except requests.RequestException as error:
+        raise TrackingError(
+            f"the MLflow tracking server {uri} is unreachable ({type(error).__name__}); start it "
+            "(`mlflow server ...`), or point MLFLOW_TRACKING_URI / tracking.tracking_uri at "
+            f"another store, or unset both to use {DEFAULT_TRACKING_URI}"
+        ) from None
+
+
+def connect(params: TrackingParams) -> str:
+    """Point MLflow at the store and experiment of ``params``; return the experiment id."""
+    uri = tracking_uri(params)
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
+    mlflow.set_tracking_uri(uri)
+    try:
+        return mlflow.set_experiment(params.experiment).experiment_id
+    except Exception as error:  # any store failure: bad URI, locked or corrupt database
+        raise TrackingError(
+            f"cannot use the MLflow tracking store {uri}: {type(error).__name__}: {error}"
+        ) from None
+
+
+def git_commit() -> str:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
+
+
+@contextmanager
+def start_run(
+    params: Params,
+    *,
+    run_id: str | None = None,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    nested: bool = False,
+) -> Iterator[str]:
+    """Open (or reopen, with ``run_id``) a run that records every param; yield its id."""
+    experiment_id = connect(params.tracking)
+    with mlflow.start_run(
+        run_id=run_id,
+        experiment_id=None if run_id else experiment_id,
+        run_name=run_name,
+        nested=nested,
+        tags=None if run_id else {"git_commit": git_commit(), **(tags or {})},
+    ) as run:
+        if run_id is None:
+            mlflow.log_params(flatten(params))
+        yield run.info.run_id
+
+
+def reopen_run(params: Params, run_id: str) -> Any:
+    """Reopen an existing run (evaluate adds to the training run)."""
+    connect(params.tracking)
+    try:
+        return mlflow.start_run(run_id=run_id)
+    except Exception as error:
+        raise TrackingError(
+            f"MLflow run {run_id} (from models/model.json) is not in the store "
+            f"{tracking_uri(params.tracking)}: {error}. Run `dvc repro train` against this store"
+        ) from None
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    mlflow.log_metrics({key: float(value) for key, value in metrics.items()}, step=step)
+
+
+def log_image(image: np.ndarray, key: str, step: int) -> None:
+    mlflow.log_image(image, key=key, step=step)
+
+
+def log_artifact(path: Path, folder: str | None = None) -> None:
+    mlflow.log_artifact(str(path), artifact_path=folder)
+
+
+def log_model(model: DSResNet, image_size: int) -> None:
+    """Log the model in MLflow's PyTorch flavour: one 6-channel input, two sigmoid outputs."""
+    packed = PackedDSResNet(model).cpu().eval()
+    example = np.zeros((1, 6, image_size, image_size), dtype=np.float32)
+    with torch.no_grad():
+        output = packed(torch.from_numpy(example)).numpy()
+    mlflow.pytorch.log_model(
+        packed,
+        name=MODEL_ARTIFACT,
+        signature=infer_signature(example, output),
+        input_example=example,
+        code_paths=[str(_PACKAGE_DIR)],
+        pip_requirements=_MODEL_REQUIREMENTS,
+        # pickle keeps a plain module that takes any batch and image size; pt2 would fix them.
+        serialization_format="pickle",
+    )

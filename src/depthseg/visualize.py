@@ -1,0 +1,54 @@
+"""Prediction grids: one row per scene, bg_fg | true mask | predicted mask | true depth | predicted
+depth, as an RGB uint8 image for MLflow and the evaluate stage's files."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+
+from depthseg import layout
+
+_DEPTH_COLOURS = (colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+GRID_COLUMNS = ("bg_fg", "true mask", "predicted mask", "true depth", "predicted depth")
+
+
+def _denormalise(image: torch.Tensor) -> np.ndarray:
+    mean = np.asarray(layout.BG_FG_MEAN, np.float32)[:, None, None]
+    std = np.asarray(layout.BG_FG_STD, np.float32)[:, None, None]
+    rgb = image.detach().float().cpu().numpy() * std + mean
+    return (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
+
+
+def _grey(values: torch.Tensor) -> np.ndarray:
+    grey = (values.detach().float().cpu().clamp(0, 1).numpy()[0] * 255).round().astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def _coloured(depth: torch.Tensor) -> np.ndarray:
+    index = (depth.detach().float().cpu().clamp(0, 1).numpy()[0] * 255).round().astype(np.uint8)
+    return _DEPTH_COLOURS[index]
+
+
+def prediction_grid(
+    bg_fg: torch.Tensor,
+    mask_true: torch.Tensor,
+    mask_prob: torch.Tensor,
+    depth_true: torch.Tensor,
+    depth_pred: torch.Tensor,
+) -> np.ndarray:
+    """Stack one row per scene of the batch; depth in the magma colour map, dark = near."""
+    rows = [
+        np.concatenate(
+            [
+                _denormalise(bg_fg[i]),
+                _grey(mask_true[i]),
+                _grey(mask_prob[i]),
+                _coloured(depth_true[i]),
+                _coloured(depth_pred[i]),
+            ],
+            axis=1,
+        )
+        for i in range(len(bg_fg))
+    ]
+    return np.concatenate(rows, axis=0)

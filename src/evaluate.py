@@ -1,0 +1,21 @@
+"""DVC stage `evaluate`: metrics, per-image scores and prediction images on the test split."""
+
+from __future__ import annotations
+
+import argparse
+
+from depthseg.cli import run_stage, stage_parser
+from depthseg.config import Params
+from depthseg.pipeline import evaluate
+
+
+def main(params: Params, args: argparse.Namespace) -> None:
+    metrics = evaluate(params)
+    print(
+        f"evaluate: {metrics['scenes']} {params.evaluate.split} scenes at {metrics['image_size']} "
+        f"px: mask IoU {metrics['mask_iou']:.4f}, depth RMSE {metrics['depth_rmse']:.4f}"
+    )
+
+
+if __name__ == "__main__":
+    run_stage(stage_parser(__doc__), main)

@@ -12,11 +12,14 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from depthseg import layout
 from depthseg.archive import pack_folder
+from depthseg.config import IndexParams, SplitParams
+from depthseg.indexing import build_index
 
 Files = dict[str, bytes]
 
@@ -183,3 +186,13 @@ def make_zip() -> Callable[..., Path]:
 def make_folder() -> Callable[[Files, Path], Path]:
     """``make_folder(files, folder)``: write a release as a folder."""
     return write_folder
+
+
+@pytest.fixture(scope="session")
+def tiny_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Path]:
+    """An indexed release of 8 backgrounds x 2 figures x 2 placements at 64 px (half for train)."""
+    folder = tmp_path_factory.mktemp("tiny-release")
+    archive = write_zip(release_files(8, 2, 2, size=64), folder / "modest.zip")
+    split = SplitParams(train=0.5, val=0.25, test=0.25)
+    table, _ = build_index(archive, IndexParams(split=split))
+    return table, archive

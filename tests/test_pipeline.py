@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 import yaml
@@ -104,10 +107,9 @@ def test_mlflow_run_records_params_epochs_artifacts_and_a_loadable_model(pipelin
     project, env = pipeline
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     client = MlflowClient()
-    experiment = client.get_experiment_by_name("depthseg")
-    (run,) = client.search_runs([experiment.experiment_id])
     card = json.loads((project / "models/model.json").read_text())
-    assert run.info.run_id == card["run_id"]
+    run = client.get_run(card["run_id"])
+    assert client.get_experiment(run.info.experiment_id).name == "depthseg"
     assert run.data.params["train.epochs"] == "2"
     assert run.data.params["loss.mask.dice"] == "2.0"
     assert len(run.data.tags["data_fingerprint"]) == 12
@@ -134,3 +136,115 @@ def test_bad_params_stop_the_stage_with_the_key_named(pipeline, tmp_path: Path) 
     )  # fmt: skip
     assert result.returncode == 2
     assert "train.epochs" in result.stderr and "greater than 0" in result.stderr
+
+
+def test_evaluation_runs_on_real_modest_scenes(pipeline, modest_mini: Path, tmp_path) -> None:
+    project, env = pipeline
+    copy = tmp_path / "project"
+    shutil.copytree(project, copy, symlinks=True)
+    python = sys.executable
+    run([python, "src/fetch.py", "-S", f"data.source=local data.path={modest_mini}"], copy, env)
+    run([python, "src/index.py"], copy, env)
+    run([python, "src/evaluate.py", "-S", "evaluate.split=train"], copy, env)
+    summary = json.loads((copy / "results/index/summary.json").read_text())
+    metrics = json.loads((copy / "results/evaluate/metrics.json").read_text())
+    assert summary["scenes"] == 12
+    assert metrics["scenes"] == summary["train_scenes"]
+    assert 0.0 <= metrics["mask_iou"] <= 1.0 and np.isfinite(metrics["depth_rmse"])
+    shown = sorted(path.stem for path in (copy / "results/evaluate/predictions").glob("*.png"))
+    assert len(shown) == 3 and all(name.startswith("bg0") for name in shown)
+
+
+TINY_STUDY = [
+    "-S",
+    "tune.budget.epochs=2 tune.budget.image_size=32 tune.budget.train_fraction=1.0 "
+    "tune.pruner.name=none tune.heartbeat_interval=1 tune.grace_period=3",
+]
+
+
+def tune_command(storage: str, trials: int, *extra: str) -> list[str]:
+    return [
+        sys.executable, "src/tune.py", "--storage", storage, "--study-name", "shared",
+        "--n-trials", str(trials), *TINY_STUDY, *extra,
+    ]  # fmt: skip
+
+
+def test_two_workers_started_together_share_one_new_study(pipeline, tmp_path: Path) -> None:
+    project, env = pipeline
+    storage = f"sqlite:///{tmp_path / 'new.db'}"  # does not exist: both workers create it
+    workers = [
+        subprocess.Popen(tune_command(storage, 2), cwd=project, env=env, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    errors = [worker.communicate(timeout=600)[1].decode() for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], errors
+    study = optuna.load_study(study_name="shared", storage=storage)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 4
+
+
+def _wait_for_running_trial(storage: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            study = optuna.load_study(study_name="shared", storage=storage)
+            if any(t.state == optuna.trial.TrialState.RUNNING for t in study.trials):
+                return
+        except KeyError:  # the study does not exist yet
+            pass
+        time.sleep(0.5)
+    raise AssertionError("no trial started")
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
+def test_a_stopped_workers_trial_ends_failed_and_the_next_worker_goes_on(
+    pipeline, tmp_path: Path, stop: signal.Signals
+) -> None:
+    project, env = pipeline
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    slow = tune_command(storage, 1, "-S", "tune.budget.epochs=200")
+    worker = subprocess.Popen(slow, cwd=project, env=env, stdout=subprocess.PIPE, text=True)
+    _wait_for_running_trial(storage)
+    worker.send_signal(stop)
+    output = worker.communicate(timeout=120)[0]
+    if stop == signal.SIGINT:  # Ctrl-C: a clean stop with the summary so far
+        assert worker.returncode == 130
+        assert "interrupted" in output and "study shared: 1 trials" in output
+    else:
+        time.sleep(4)  # past the grace period: the dead worker's heartbeat is stale
+    run(tune_command(storage, 1), project, env)
+    study = optuna.load_study(study_name="shared", storage=storage)
+    first, second = study.trials
+    assert first.state == optuna.trial.TrialState.FAIL
+    assert second.state == optuna.trial.TrialState.COMPLETE
+    if stop == signal.SIGKILL:  # failed by heartbeat, then retried with the same params
+        assert second.params == first.params
+        assert second.system_attrs["failed_trial"] == first.number
+
+
+def test_mlproject_entry_point_runs_with_overrides(pipeline) -> None:
+    project, env = pipeline
+    command = ["mlflow", "run", ".", "-e", "evaluate", "--env-manager", "local"]
+    run([*command, "-P", "set=evaluate.prediction_images=1"], project, env)
+    assert len(list((project / "results/evaluate/predictions").glob("*.png"))) == 1
+
+
+def _param_sets(node: object):
+    """Every params.yaml content in `dvc exp show --json` output, wherever it sits."""
+    if isinstance(node, dict):
+        if isinstance(node.get("params.yaml"), dict):
+            yield node["params.yaml"].get("data", {})
+        for value in node.values():
+            yield from _param_sets(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _param_sets(value)
+
+
+def test_dvc_experiments_apply_and_show_param_changes(pipeline) -> None:
+    project, env = pipeline
+    run(["dvc", "exp", "run", "-S", "train.epochs=1", "-S", "train.image_sizes=[32]"], project, env)
+    shown = run(["dvc", "exp", "show", "--json"], project, env).stdout
+    assert '"epochs": 1' in shown.replace("\n", "") or "epochs" in shown
+    history = pd.read_csv(project / "results/train/history.csv")
+    assert history["epoch"].tolist() == [1]

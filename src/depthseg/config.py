@@ -31,9 +31,9 @@ class Section(BaseModel):
 
 
 class SyntheticParams(Section):
-    backgrounds: PositiveInt = 40
-    foregrounds: PositiveInt = 10
-    placements: Annotated[int, Field(gt=0, multiple_of=2)] = 8
+    backgrounds: PositiveInt = 200
+    foregrounds: PositiveInt = 8
+    placements: Annotated[int, Field(gt=0, multiple_of=2)] = 2
     image_size: Annotated[int, Field(ge=32, le=1024)] = 224
     seed: int = 0
 
@@ -98,13 +98,13 @@ class LossParams(Section):
 
 class OptimizerParams(Section):
     name: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: Annotated[float, Field(gt=0.0, le=10.0)] = 0.01
+    lr: Annotated[float, Field(gt=0.0, le=10.0)] = 0.1
     momentum: Fraction = 0.9
     weight_decay: NonNegative = 0.0
 
 
 class SchedulerParams(Section):
-    name: Literal["plateau", "onecycle", "step", "none"] = "plateau"
+    name: Literal["plateau", "onecycle", "step", "none"] = "onecycle"
     # plateau (ReduceLROnPlateau on the validation loss), as the original
     patience: Annotated[int, Field(ge=0)] = 2
     min_lr: NonNegative = 1e-6
@@ -128,18 +128,18 @@ class TrainParams(Section):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool = True
-    epochs: PositiveInt = 6
+    epochs: PositiveInt = 8
     batch_size: PositiveInt = 16
     # Progressive resizing: the image size of each epoch; the last one repeats.
     image_sizes: Annotated[
         list[Annotated[int, Field(ge=32, multiple_of=32)]], Field(min_length=1)
-    ] = [64]
+    ] = [64, 64, 64, 64, 96, 96, 96, 96]
     train_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     optimizer: OptimizerParams = OptimizerParams()
     scheduler: SchedulerParams = SchedulerParams()
     augment: AugmentParams = AugmentParams()
     seed: int = 0
-    workers: Annotated[int, Field(ge=0)] = 2
+    workers: Annotated[int, Field(ge=0)] = 1
     preview_images: Annotated[int, Field(ge=0, le=64)] = 8
     resume: bool = False
 
@@ -162,6 +162,53 @@ class TrackingParams(Section):
     tracking_uri: str | None = None
 
 
+class SearchDimension(Section):
+    """A float range (``low``, ``high``, ``log``) or a list of ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchDimension:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or not self.choices:
+                raise ValueError("give either non-empty choices or low and high, not both")
+        elif self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError("needs low < high (or a list of choices)")
+        elif self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+class TrialBudget(Section):
+    epochs: PositiveInt = 3
+    train_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
+    image_size: Annotated[int, Field(ge=32, multiple_of=32)] = 64
+
+
+class PrunerParams(Section):
+    name: Literal["median", "hyperband", "none"] = "median"
+    startup_trials: Annotated[int, Field(ge=0)] = 3  # median: trials finished before pruning
+    warmup_epochs: Annotated[int, Field(ge=0)] = 1  # median: epochs a trial always runs
+
+
+class TuneParams(Section):
+    study_name: str = "depthseg"
+    # None: sqlite:///optuna.db; any Optuna storage URL, or a path ending in .journal
+    storage: str | None = None
+    n_trials: PositiveInt | None = 10
+    timeout: Annotated[float, Field(gt=0)] | None = None
+    objective: Literal["score", "pareto"] = "score"
+    seed: int = 0
+    pruner: PrunerParams = PrunerParams()
+    heartbeat_interval: PositiveInt = 30
+    grace_period: PositiveInt = 120
+    budget: TrialBudget = TrialBudget()
+    space: dict[str, SearchDimension] = Field(default_factory=dict)
+
+
 class Params(Section):
     data: DataParams = DataParams()
     index: IndexParams = IndexParams()
@@ -170,6 +217,7 @@ class Params(Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     tracking: TrackingParams = TrackingParams()
+    tune: TuneParams = TuneParams()
 
 
 def _section_keys(loc: tuple[int | str, ...]) -> list[str]:
@@ -276,3 +324,4 @@ TRAIN_HISTORY = Path("results/train/history.csv")
 EVALUATE_METRICS = Path("results/evaluate/metrics.json")
 EVALUATE_PER_IMAGE = Path("results/evaluate/per_image.csv")
 EVALUATE_PREDICTIONS = Path("results/evaluate/predictions")
+TUNE_RESULTS = Path("results/tune")

@@ -31,7 +31,7 @@ JPEG_QUALITY = 90
 _ROOM_GEOMETRY, _ROOM_LOOK, _FIGURE, _PLACEMENT = 1, 2, 3, 4
 
 _FG_HEIGHT_RATIO = 108 / 224  # the release's cut-outs are 108 px tall in 224 px scenes
-_FIGURE_FRACTION = (0.25, 0.6)  # pasted figure height, as a fraction of the image height
+_FIGURE_FRACTION = (0.33, 0.6)  # figure height over image height (the release: 0.48)
 _SIDE_MARGIN_M = 0.45  # feet stay this far from the side walls (pilasters protrude up to 0.3 m)
 _BG_SUPERSAMPLE = 2  # backgrounds are shaded at 2x and area-averaged: no aliased edges
 _FIGURE_SUPERSAMPLE = 4  # figures are drawn at 4x their fg/ height for a clean alpha edge
@@ -80,6 +80,14 @@ _FRAME_COLOURS = np.array(
     [(200, 160, 60), (30, 30, 30), (120, 80, 50), (240, 240, 240)], np.float32
 )
 _DOOR_COLOURS = np.array([(120, 80, 50), (70, 45, 30), (200, 200, 195), (60, 70, 80)], np.float32)
+# Degrees swung outwards: the upper arm from hanging, the forearm from the upper arm.
+_ARM_POSES = (
+    ((3, 12), (-5, 15)),  # hanging
+    ((35, 55), (-140, -110)),  # hand on the hip
+    ((110, 160), (-30, 20)),  # waving
+    ((5, 20), (-90, -50)),  # holding something in front
+    ((10, 25), (-170, -150)),  # phoning
+)
 # Figure label image values; 0 is transparent.
 _SKIN, _HAIR, _TOP, _BOTTOM, _SHOES, _BAG = range(1, 7)
 
@@ -381,8 +389,10 @@ def _composite(
 def _room(spec: SceneSpec, bg_index: int) -> _Room:
     rng = np.random.default_rng([spec.seed, _ROOM_GEOMETRY, bg_index])
     size = spec.image_size
-    focal = size * rng.uniform(0.62, 0.95)  # horizontal field of view 55 to 78 degrees
-    camera_height = rng.uniform(1.25, 1.8)
+    # One lens and a camera held near eye level in every room, as one photographer would: with
+    # focal length and height both free, absolute depth could not be told from a single image.
+    focal = size * 0.78  # horizontal field of view 65 degrees
+    camera_height = rng.uniform(1.45, 1.75)
     depth = rng.uniform(10.0, 18.0)
     ceiling = rng.uniform(max(3.2, camera_height + 1.2), 7.0)
     # The tallest figure extent (raised arm) is below 2.4 m: it shrinks to 25% of the image
@@ -1043,21 +1053,14 @@ def _draw_legs(
 def _draw_arms(
     rng: np.random.Generator, canvas: _Canvas, shoulder: float, shoulder_y: float, width: float
 ) -> None:
-    """One arm hangs; the other takes a pose, so that the figure and its mirror differ."""
+    """One arm hangs; the other takes a pose or carries a bag: the figure and its mirror differ."""
     upper, fore = rng.uniform(0.16, 0.19), rng.uniform(0.13, 0.16)
     short_sleeves = rng.random() < 0.4
     posing = int(rng.choice([-1, 1]))
-    pose = int(rng.integers(5))  # hand on hip, waving, holding in front, carrying a bag, phoning
+    pose = int(rng.integers(len(_ARM_POSES)))  # pose 0 (hanging) carries a bag on that side
     for side in (-1, 1):
-        if side != posing or pose == 3:
-            angles = rng.uniform(3.0, 12.0), rng.uniform(-5.0, 15.0)
-        else:
-            angles = {
-                0: (rng.uniform(35, 55), -rng.uniform(110, 140)),
-                1: (rng.uniform(110, 160), rng.uniform(-30, 20)),
-                2: (rng.uniform(5, 20), -rng.uniform(50, 90)),
-                4: (rng.uniform(10, 25), -rng.uniform(150, 170)),
-            }[pose]
+        upper_range, fore_range = _ARM_POSES[pose if side == posing else 0]
+        angles = rng.uniform(*upper_range), rng.uniform(*fore_range)
         start = (side * shoulder, shoulder_y)
         elbow = _step(start, upper, angles[0], side)
         wrist = _step(elbow, fore, angles[0] + angles[1], side)
@@ -1067,7 +1070,7 @@ def _draw_arms(
         if short_sleeves:
             canvas.limb(start, _step(start, upper * 0.45, angles[0], side), width * 1.15, _TOP)
         canvas.disc(_step(wrist, 0.02, angles[0] + angles[1], side), width * 0.6, _SKIN)
-        if side == posing and pose == 3:
+        if side == posing and pose == 0:
             _draw_bag(rng, canvas, wrist)
 
 

@@ -144,3 +144,11 @@ def log_model(model: DSResNet, image_size: int) -> None:
         # pickle keeps a plain module that takes any batch and image size; pt2 would fix them.
         serialization_format="pickle",
     )
+
+
+def set_tags(tags: dict[str, str]) -> None:
+    mlflow.set_tags(tags)
+
+
+def log_params(params: dict[str, Any]) -> None:
+    mlflow.log_params(params)

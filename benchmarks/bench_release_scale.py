@@ -1,0 +1,94 @@
+"""fetch, index and DVC's bookkeeping at the release's scale, on tiny files.
+
+Writes a folder shaped like the MODEST release (100 backgrounds, 100 foregrounds, N scenes of three
+images each; every image a few bytes), then times: packing it into the stored zip (fetch, local
+source), indexing the zip, and `dvc add` / `dvc status` of the zip in a fresh DVC repository.
+With --dvc-folder it also times DVC on the folder itself, the form we did not choose.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_release_scale.py --scenes 400000
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from depthseg import layout
+from depthseg.archive import pack_folder
+from depthseg.config import IndexParams
+from depthseg.indexing import build_index, write_index
+
+TINY = b"\xff\xd8tiny\xff\xd9"
+
+
+def write_release(root: Path, scenes: int) -> int:
+    """A release-shaped folder of ``scenes`` scenes; returns the number of files."""
+    for folder in layout.FOLDERS:
+        (root / folder).mkdir(parents=True)
+    lines, boxes = [], []
+    per_background = max(1, scenes // 100)
+    for index in range(scenes):
+        bg = layout.bg_name(index // per_background + 1)
+        fg = layout.fg_name(index // 40 % 100 + 1)
+        scene = layout.scene_name(bg, fg, index % 40 + 1)
+        for member in (
+            layout.scene_member(scene),
+            layout.mask_member(f"{scene}_mask"),
+            layout.depth_member(f"{scene}_depth_map"),
+        ):
+            (root / member).write_bytes(TINY)
+        lines.append(f"{bg}\t{scene}\t{scene}_mask\t{scene}_depth_map\n")
+        boxes.append(f"{scene}.jpeg\t1\t2\t3\t4\n")
+    for number in range(1, 101):
+        (root / layout.bg_member(layout.bg_name(number))).write_bytes(TINY)
+        (root / layout.fg_member(layout.fg_name(number))).write_bytes(TINY)
+        (root / layout.fg_mask_member(layout.fg_name(number))).write_bytes(TINY)
+    (root / layout.FILE_MAP).write_text("".join(lines))
+    (root / layout.BBOX_FILE).write_text("".join(boxes))
+    return 3 * scenes + 300 + 2
+
+
+def timed(label: str, action) -> object:
+    started = time.perf_counter()
+    result = action()
+    print(f"{label:<44} {time.perf_counter() - started:8.1f} s", flush=True)
+    return result
+
+
+def dvc(repo: Path, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, check=True, capture_output=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=400_000)
+    parser.add_argument("--dvc-folder", action="store_true", help="also time DVC on the folder")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as temp:
+        repo = Path(temp)
+        subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+        dvc(repo, "init", "-q")
+        release = repo / "release"
+        files = timed(f"write {args.scenes:,} scenes of tiny files", lambda: write_release(
+            release, args.scenes
+        ))  # fmt: skip
+        print(f"({files:,} files)")
+        archive = repo / "modest.zip"
+        timed("fetch: pack the folder into the stored zip", lambda: pack_folder(release, archive))
+        table, _ = timed(
+            "index: build the scene table", lambda: build_index(archive, IndexParams())
+        )
+        timed("index: write the parquet", lambda: write_index(table, repo / "i.parquet", archive))
+        timed("dvc add of the zip", lambda: dvc(repo, "add", "modest.zip"))
+        timed("dvc status (zip)", lambda: dvc(repo, "status"))
+        if args.dvc_folder:
+            timed("dvc add of the folder", lambda: dvc(repo, "add", "release"))
+            timed("dvc status (folder and zip)", lambda: dvc(repo, "status"))
+
+
+if __name__ == "__main__":
+    main()

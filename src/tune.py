@@ -1,0 +1,45 @@
+"""Optuna study over loss weights and learning rates (params.yaml `tune`); needs `dvc repro index`.
+
+Every trial is a short training with the train stage's own code, recorded as a nested MLflow run.
+Several processes given the same --storage and --study-name share one study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from depthseg.cli import run_stage, stage_parser
+from depthseg.config import INDEX_FILE, TUNE_RESULTS, Params
+from depthseg.indexing import read_index
+from depthseg.tuning import run_study
+
+
+def main(params: Params, args: argparse.Namespace) -> None:
+    table, archive_path = read_index(INDEX_FILE)
+    try:
+        run_study(
+            params,
+            table,
+            archive_path,
+            study_name=args.study_name,
+            storage=args.storage,
+            n_trials=args.n_trials if args.n_trials is not None else params.tune.n_trials,
+            timeout=args.timeout if args.timeout is not None else params.tune.timeout,
+            folder=TUNE_RESULTS,
+        )
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    parser = stage_parser(__doc__)
+    parser.add_argument("--study-name", help="default: tune.study_name")
+    parser.add_argument(
+        "--storage",
+        help="an Optuna storage URL (sqlite:///optuna.db, postgresql://...) or a .journal file; "
+        "default: tune.storage, else sqlite:///optuna.db",
+    )
+    parser.add_argument("--n-trials", type=int, help="default: tune.n_trials")
+    parser.add_argument("--timeout", type=float, help="seconds; default: tune.timeout")
+    run_stage(parser, main)

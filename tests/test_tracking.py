@@ -1,0 +1,73 @@
+"""The MLflow service against a real SQLite store in a temporary folder."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from depthseg import tracking
+from depthseg.config import TrackingParams, parse_params
+from depthseg.model import DSResNet
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # artifacts land in the temporary folder
+    return uri
+
+
+def test_the_store_is_the_param_then_the_environment_then_mlflow_default(monkeypatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.tracking_uri(TrackingParams()) == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking:5000")
+    assert tracking.tracking_uri(TrackingParams()) == "http://tracking:5000"
+    explicit = TrackingParams(tracking_uri="sqlite:///other.db")
+    assert tracking.tracking_uri(explicit) == "sqlite:///other.db"
+
+
+def test_an_unreachable_server_is_reported_at_once() -> None:
+    started = time.perf_counter()
+    # Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
+    params = TrackingParams(tracking_uri="http://127.0.0.1:9")
+    with pytest.raises(tracking.TrackingError, match=r"http://127\.0\.0\.1:9 is unreachable"):
+        tracking.connect(params)
+    assert time.perf_counter() - started < 15
+
+
+def test_a_broken_store_is_reported_with_its_uri(tmp_path: Path) -> None:
+    (tmp_path / "not-a-db").write_text("this is not sqlite")
+    params = TrackingParams(tracking_uri=f"sqlite:///{tmp_path / 'not-a-db'}")
+    with pytest.raises(tracking.TrackingError, match="not-a-db"):
+        tracking.connect(params)
+
+
+def test_a_run_records_flat_params_tags_metrics_and_the_model(store: str, tmp_path) -> None:
+    params = parse_params({"model": {"width": 0.125}, "tracking": {"experiment": "unit"}})
+    with tracking.start_run(params, tags={"data_fingerprint": "abc"}) as run_id:
+        tracking.log_metrics({"val_loss": 0.5}, step=1)
+        tracking.log_metrics({"val_loss": 0.25}, step=2)
+        tracking.log_image(np.zeros((8, 8, 3), np.uint8), key="val_predictions", step=1)
+        tracking.log_model(DSResNet(0.125).eval(), image_size=32)
+    client = MlflowClient(store)
+    run = client.get_run(run_id)
+    assert run.data.params["model.width"] == "0.125"
+    assert run.data.params["train.optimizer.name"] == "sgd"
+    assert run.data.tags["data_fingerprint"] == "abc"
+    history = client.get_metric_history(run_id, "val_loss")
+    assert [(p.step, p.value) for p in history] == [(1, 0.5), (2, 0.25)]
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    output = model.predict(np.zeros((3, 6, 64, 96), np.float32))
+    assert output.shape == (3, 2, 64, 96)
+
+
+def test_reopening_a_run_that_is_not_in_the_store_says_so(store: str) -> None:
+    params = parse_params({})
+    with pytest.raises(tracking.TrackingError, match="not in the store"):
+        tracking.reopen_run(params, "0123456789abcdef0123456789abcdef")

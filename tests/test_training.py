@@ -1,0 +1,165 @@
+"""The real training loop on a tiny release and a tiny model: determinism, resume, guards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from depthseg.config import Params, parse_params
+from depthseg.losses import LOSS_PRESETS
+from depthseg.training import (
+    EpochReport,
+    Trainer,
+    TrainingError,
+    autocast_dtype,
+    loss_weights,
+    select_device,
+)
+
+TINY_TRAIN = {
+    "epochs": 2,
+    "image_sizes": [32, 64],
+    "batch_size": 4,
+    "workers": 0,
+    "preview_images": 2,
+    "optimizer": {"name": "sgd", "lr": 0.01},
+    "scheduler": {"name": "step", "step_epochs": 1, "gamma": 0.5},
+}
+
+
+def tiny_params(**train: object) -> Params:
+    return parse_params({"model": {"width": 0.125}, "train": {**TINY_TRAIN, **train}})
+
+
+class StopAfter:
+    """An epoch callback that interrupts training, as Ctrl-C or a killed job would."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __call__(self, trainer: Trainer, report: EpochReport) -> None:
+        if report.epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {name: value.clone() for name, value in trainer.model.state_dict().items()}
+
+
+def test_same_params_give_the_same_metrics(tiny_index, tmp_path: Path) -> None:
+    table, archive = tiny_index
+    runs = [
+        Trainer(tiny_params(epochs=1), table, archive, tmp_path / name).fit() for name in ("a", "b")
+    ]
+    assert runs[0][0].val == runs[1][0].val
+    assert runs[0][0].train_loss == runs[1][0].train_loss
+
+
+def test_another_seed_gives_other_weights(tiny_index, tmp_path: Path) -> None:
+    table, archive = tiny_index
+    first = Trainer(tiny_params(epochs=1), table, archive, tmp_path / "a")
+    second = Trainer(tiny_params(epochs=1, seed=1), table, archive, tmp_path / "b")
+    first.fit(), second.fit()
+    assert any(not torch.equal(weights(first)[k], weights(second)[k]) for k in weights(first))
+
+
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
+    tiny_index, tmp_path: Path
+) -> None:
+    table, archive = tiny_index
+    whole = Trainer(tiny_params(), table, archive, tmp_path / "whole")
+    whole.fit()
+
+    interrupted = Trainer(tiny_params(), table, archive, tmp_path / "cut", [StopAfter(1)])
+    interrupted.extra["run_id"] = "kept across the interruption"
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    resumed = Trainer(tiny_params(resume=True), table, archive, tmp_path / "cut")
+    assert resumed.first_epoch == 2
+    assert resumed.extra == {"run_id": "kept across the interruption"}
+    assert [r.epoch for r in resumed.fit()] == [1, 2]
+
+    expected, got = weights(whole), weights(resumed)
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
+    assert resumed.history[-1].val == whole.history[-1].val
+
+
+def test_resume_refuses_a_checkpoint_trained_with_other_params(tiny_index, tmp_path) -> None:
+    table, archive = tiny_index
+    Trainer(tiny_params(epochs=1), table, archive, tmp_path).fit()
+    changed = {"resume": True, "optimizer": {"name": "sgd", "lr": 0.02}}
+    with pytest.raises(TrainingError, match=r"train\.optimizer"):
+        Trainer(tiny_params(**changed), table, archive, tmp_path)
+
+
+def test_resume_without_checkpoint_starts_from_the_first_epoch(tiny_index, tmp_path) -> None:
+    table, archive = tiny_index
+    trainer = Trainer(tiny_params(resume=True), table, archive, tmp_path / "none")
+    assert trainer.first_epoch == 1
+
+
+def test_best_checkpoint_follows_the_validation_loss(tiny_index, tmp_path: Path) -> None:
+    table, archive = tiny_index
+    trainer = Trainer(tiny_params(), table, archive, tmp_path)
+    history = trainer.fit()
+    best = min(history, key=lambda report: report.val_loss)
+    assert trainer.best is best
+    saved = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert saved["epoch"] == best.epoch
+
+
+@pytest.mark.parametrize("scheduler", ["plateau", "onecycle", "none"])
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_every_optimizer_and_scheduler_trains(tiny_index, tmp_path, optimizer, scheduler) -> None:
+    table, archive = tiny_index
+    params = tiny_params(
+        epochs=1,
+        optimizer={"name": optimizer, "lr": 1e-3},
+        scheduler={"name": scheduler},
+        augment={"photometric": True, "geometric": True},
+    )
+    (report,) = Trainer(params, table, archive, tmp_path).fit()
+    assert report.train_loss > 0 and 0 <= report.val["mask_iou"] <= 1
+
+
+def test_a_diverging_loss_stops_training_with_advice(tiny_index, tmp_path: Path) -> None:
+    table, archive = tiny_index
+    params = tiny_params(epochs=1, optimizer={"name": "sgd", "lr": 10.0, "momentum": 0.99})
+    with pytest.raises(TrainingError, match=r"lower train\.optimizer\.lr"):
+        Trainer(params, table, archive, tmp_path).fit()
+
+
+def test_training_needs_train_and_val_scenes(tiny_index, tmp_path: Path) -> None:
+    table, archive = tiny_index
+    only_train = table.assign(split="train")
+    with pytest.raises(TrainingError, match="0 validation"):
+        Trainer(tiny_params(), only_train, archive, tmp_path)
+
+
+def test_train_fraction_uses_a_seeded_share_of_the_train_split(tiny_index, tmp_path) -> None:
+    table, archive = tiny_index
+    trainer = Trainer(tiny_params(train_fraction=0.5), table, archive, tmp_path)
+    assert len(trainer.train_set) == round((table["split"] == "train").sum() * 0.5)
+
+
+def test_devices_and_precisions() -> None:
+    assert select_device("cpu").type == "cpu"
+    assert select_device("auto").type in ("cuda", "mps", "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(TrainingError, match="no cuda device"):
+            select_device("cuda")
+    cpu = torch.device("cpu")
+    assert autocast_dtype(cpu, "auto") is torch.bfloat16
+    assert autocast_dtype(cpu, "fp32") is None
+    assert autocast_dtype(cpu, "fp16") is torch.float16
+
+
+def test_a_loss_preset_replaces_the_weights() -> None:
+    params = parse_params({"loss": {"preset": "ssim_dice", "depth": {"rmse": 5.0}}})
+    assert loss_weights(params.loss) == LOSS_PRESETS["ssim_dice"]
+    custom = parse_params({"loss": {"depth": {"rmse": 5.0, "ssim": 1.0}}})
+    assert loss_weights(custom.loss).depth_rmse == 5.0
+    assert loss_weights(custom.loss).depth_ssim == 1.0

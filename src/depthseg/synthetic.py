@@ -250,12 +250,16 @@ def _chunks(spec: SceneSpec, workers: int) -> Iterator[_Chunk]:
         yield from map(render, backgrounds)
         return
     # Forked workers inherit the figures already cached by generate(); imap keeps the order.
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_single_threaded) as pool:
-        yield from pool.imap(render, backgrounds)
-
-
-def _single_threaded() -> None:
-    cv2.setNumThreads(1)  # the pool already uses every core
+    # One OpenCV thread per process: the pool already uses every core. Set in the parent so the
+    # forked children inherit it; calling setNumThreads in a child can deadlock on the thread
+    # pool it inherited from the parent.
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            yield from pool.imap(render, backgrounds)
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def _render_background_scenes(spec: SceneSpec, bg_index: int) -> _Chunk:

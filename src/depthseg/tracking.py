@@ -18,7 +18,8 @@ import mlflow
 import numpy as np
 import requests
 import torch
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
 
 from depthseg.config import Params, TrackingParams, flatten
 from depthseg.errors import DepthsegError
@@ -129,15 +130,20 @@ def log_artifact(path: Path, folder: str | None = None) -> None:
 
 
 def log_model(model: DSResNet, image_size: int) -> None:
-    """Log the model in MLflow's PyTorch flavour: one 6-channel input, two sigmoid outputs."""
+    """Log the model in MLflow's PyTorch flavour: one 6-channel input, two sigmoid outputs.
+
+    The signature leaves batch, height and width free (-1): the network is fully convolutional.
+    """
     packed = PackedDSResNet(model).cpu().eval()
     example = np.zeros((1, 6, image_size, image_size), dtype=np.float32)
-    with torch.no_grad():
-        output = packed(torch.from_numpy(example)).numpy()
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 6, -1, -1))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 2, -1, -1))]),
+    )
     mlflow.pytorch.log_model(
         packed,
         name=MODEL_ARTIFACT,
-        signature=infer_signature(example, output),
+        signature=signature,
         input_example=example,
         code_paths=[str(_PACKAGE_DIR)],
         pip_requirements=_MODEL_REQUIREMENTS,

@@ -263,11 +263,19 @@ class Trainer:
                 self.optimizer, step_size=spec.step_epochs, gamma=spec.gamma
             )
         if spec.name == "onecycle":
+            total_steps = self.config.epochs * self._steps_per_epoch()
+            # OneCycleLR divides by the length of its warm-up phase: keep it two steps or more.
+            pct_start = max(spec.pct_start, 2 / total_steps)
+            if pct_start >= 1:
+                raise TrainingError(
+                    f"train.scheduler.name 'onecycle' needs more than {total_steps} steps: "
+                    "raise train.epochs or lower train.batch_size"
+                )
             return torch.optim.lr_scheduler.OneCycleLR(
                 self.optimizer,
                 max_lr=self.config.optimizer.lr,
-                total_steps=self.config.epochs * self._steps_per_epoch(),
-                pct_start=spec.pct_start,
+                total_steps=total_steps,
+                pct_start=pct_start,
             )
         return None
 

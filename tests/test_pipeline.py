@@ -203,7 +203,15 @@ def test_a_stopped_workers_trial_ends_failed_and_the_next_worker_goes_on(
     project, env = pipeline
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     slow = tune_command(storage, 1, "-S", "tune.budget.epochs=200")
-    worker = subprocess.Popen(slow, cwd=project, env=env, stdout=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(
+        slow,
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        # A job started in the background inherits SIGINT ignored; a user's terminal does not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     _wait_for_running_trial(storage)
     worker.send_signal(stop)
     output = worker.communicate(timeout=120)[0]

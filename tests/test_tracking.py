@@ -69,5 +69,8 @@ def test_a_run_records_flat_params_tags_metrics_and_the_model(store: str, tmp_pa
 
 def test_reopening_a_run_that_is_not_in_the_store_says_so(store: str) -> None:
     params = parse_params({})
-    with pytest.raises(tracking.TrackingError, match="not in the store"):
-        tracking.reopen_run(params, "0123456789abcdef0123456789abcdef")
+    with (
+        pytest.raises(tracking.TrackingError, match="not in the store"),
+        tracking.start_run(params, run_id="0123456789abcdef0123456789abcdef"),
+    ):
+        pass

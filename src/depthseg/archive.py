@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from depthseg import layout
 from depthseg.errors import DepthsegError
+from depthseg.files import replaced_atomically
 
 #: A fixed timestamp makes archives with the same content byte-identical (stable DVC hashes).
 _EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -45,14 +46,11 @@ class Member(NamedTuple):
 @contextmanager
 def atomic_zip(dest: Path) -> Iterator[zipfile.ZipFile]:
     """Write a stored zip next to ``dest`` and move it into place only when complete."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".partial")
-    try:
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-            yield archive
-        os.replace(partial, dest)
-    finally:
-        partial.unlink(missing_ok=True)
+    with (
+        replaced_atomically(dest) as partial,
+        zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED, allowZip64=True) as archive,
+    ):
+        yield archive
 
 
 def add_member(archive: zipfile.ZipFile, name: str, data: bytes) -> None:

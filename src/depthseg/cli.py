@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from typing import Any
 
 from depthseg.config import PARAMS_FILE, Params, load_params
 from depthseg.errors import DepthsegError
+from depthseg.files import replaced_atomically
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
@@ -48,7 +48,5 @@ def run_stage(
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Write JSON atomically, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(partial, path)
+    with replaced_atomically(path) as partial:
+        partial.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from depthseg import layout
 from depthseg.archive import Member, MemberReader, read_members
 from depthseg.config import IndexParams, SplitParams
 from depthseg.errors import DepthsegError
+from depthseg.files import replaced_atomically
 
 #: The four images of a scene: column prefix -> how file_map.txt names it -> member path.
 IMAGE_KINDS = {
@@ -214,10 +214,8 @@ def write_index(table: pd.DataFrame, path: Path, archive_path: Path) -> None:
     arrow = arrow.replace_schema_metadata(
         {**(arrow.schema.metadata or {}), _METADATA_KEY: json.dumps(meta).encode()}
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    pq.write_table(arrow, partial)
-    os.replace(partial, path)
+    with replaced_atomically(path) as partial:
+        pq.write_table(arrow, partial)
 
 
 def read_index(path: Path) -> tuple[pd.DataFrame, Path]:

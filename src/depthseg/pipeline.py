@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from depthseg.config import (
 )
 from depthseg.dataset import SceneDataset
 from depthseg.errors import DepthsegError
+from depthseg.files import replaced_atomically
 from depthseg.indexing import fingerprint, read_index
 from depthseg.losses import JointLoss
 from depthseg.model import DSResNet, count_parameters
@@ -68,10 +68,8 @@ def log_epoch(trainer: Trainer, report: EpochReport) -> None:
 
 
 def _save_weights(model: torch.nn.Module, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(model.state_dict(), partial)
-    os.replace(partial, path)
+    with replaced_atomically(path) as partial:
+        torch.save(model.state_dict(), partial)
 
 
 def train(params: Params, params_file: Path) -> dict[str, Any]:
@@ -106,10 +104,10 @@ def train(params: Params, params_file: Path) -> dict[str, Any]:
             "train_seconds": round(seconds, 1),
         }
         write_json(TRAIN_METRICS, metrics)
-        TRAIN_HISTORY.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame([{"epoch": r.epoch, **r.metrics()} for r in history]).to_csv(
-            TRAIN_HISTORY, index=False
-        )
+        with replaced_atomically(TRAIN_HISTORY) as partial:
+            pd.DataFrame([{"epoch": r.epoch, **r.metrics()} for r in history]).to_csv(
+                partial, index=False
+            )
         tracking.log_metrics({f"best_{k}": v for k, v in trainer.best.metrics().items()})
         tracking.log_metrics({"model_parameters": metrics["model_parameters"]})
         tracking.log_artifact(MODEL_WEIGHTS)
@@ -142,7 +140,7 @@ def evaluate(params: Params) -> dict[str, float]:
     size = config.image_size or card["image_size"]
     dataset = SceneDataset(rows, archive_path, size)
     loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=params.train.workers)
-    with tracking.reopen_run(params, card["run_id"]):
+    with tracking.start_run(params, run_id=card["run_id"]):
         result = evaluate_split(model, loader, JointLoss(loss_weights(params.loss)), setup, True)
         metrics = {
             **result.metrics,
@@ -154,8 +152,8 @@ def evaluate(params: Params) -> dict[str, float]:
         per_image = pd.concat(
             [rows[["scene", "bg_id", "fg_id"]], pd.DataFrame(result.per_image)], axis=1
         )
-        EVALUATE_PER_IMAGE.parent.mkdir(parents=True, exist_ok=True)
-        per_image.to_csv(EVALUATE_PER_IMAGE, index=False, float_format="%.6g")
+        with replaced_atomically(EVALUATE_PER_IMAGE) as partial:
+            per_image.to_csv(partial, index=False, float_format="%.6g")
         _write_predictions(model, dataset, rows, config.prediction_images, setup)
         tracking.log_metrics({f"{config.split}_{k}": v for k, v in result.metrics.items()})
         tracking.log_artifact(EVALUATE_METRICS, "evaluate")

@@ -91,30 +91,27 @@ def start_run(
     tags: dict[str, str] | None = None,
     nested: bool = False,
 ) -> Iterator[str]:
-    """Open (or reopen, with ``run_id``) a run that records every param; yield its id."""
+    """Open a run that records every param, or reopen the run ``run_id``; yield its id."""
     experiment_id = connect(params.tracking)
-    with mlflow.start_run(
-        run_id=run_id,
-        experiment_id=None if run_id else experiment_id,
-        run_name=run_name,
-        nested=nested,
-        tags=None if run_id else {"git_commit": git_commit(), **(tags or {})},
-    ) as run:
+    try:
+        run = mlflow.start_run(
+            run_id=run_id,
+            experiment_id=None if run_id else experiment_id,
+            run_name=run_name,
+            nested=nested,
+            tags=None if run_id else {"git_commit": git_commit(), **(tags or {})},
+        )
+    except mlflow.exceptions.MlflowException as error:
+        if run_id is None:
+            raise
+        raise TrackingError(
+            f"MLflow run {run_id} is not in the store {tracking_uri(params.tracking)} "
+            f"({error.message}): train again against this store (`dvc repro train`)"
+        ) from None
+    with run:
         if run_id is None:
             mlflow.log_params(flatten(params))
         yield run.info.run_id
-
-
-def reopen_run(params: Params, run_id: str) -> Any:
-    """Reopen an existing run (evaluate adds to the training run)."""
-    connect(params.tracking)
-    try:
-        return mlflow.start_run(run_id=run_id)
-    except Exception as error:
-        raise TrackingError(
-            f"MLflow run {run_id} (from models/model.json) is not in the store "
-            f"{tracking_uri(params.tracking)}: {error}. Run `dvc repro train` against this store"
-        ) from None
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:

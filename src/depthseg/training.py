@@ -8,7 +8,6 @@ epoch, so a run resumed from its last checkpoint ends with the same weights as o
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,7 @@ from tqdm import tqdm
 from depthseg.config import LossParams, Params, TrainParams
 from depthseg.dataset import SceneDataset
 from depthseg.errors import DepthsegError
+from depthseg.files import replaced_atomically
 from depthseg.losses import LOSS_PRESETS, JointLoss, LossWeights
 from depthseg.metrics import SegDepthMetrics
 from depthseg.model import DSResNet
@@ -115,9 +115,8 @@ def _resume_key(params: Params) -> dict[str, Any]:
 
 
 def _save_atomically(payload: dict[str, Any], path: Path) -> None:
-    partial = path.with_name(path.name + ".partial")
-    torch.save(payload, partial)
-    os.replace(partial, path)
+    with replaced_atomically(path) as partial:
+        torch.save(payload, partial)
 
 
 def training_rows(table: pd.DataFrame, params: TrainParams) -> pd.DataFrame:

@@ -31,6 +31,7 @@ from depthseg.config import (
     parse_params,
 )
 from depthseg.errors import DepthsegError
+from depthseg.files import replaced_atomically
 from depthseg.pipeline import log_epoch
 from depthseg.training import EpochReport, Trainer
 
@@ -272,10 +273,8 @@ def write_best_params(trial: optuna.trial.FrozenTrial, base: Params, path: Path)
     command = exp_run_command(trial.params)
     values = ", ".join(f"{v:.4f}" for v in trial.values)
     header = f"# Best trial {trial.number} of the study ({values}). Apply with:\n#   {command}\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(header + yaml.safe_dump(nested_params(trial.params), sort_keys=False))
-    partial.replace(path)
+    with replaced_atomically(path) as partial:
+        partial.write_text(header + yaml.safe_dump(nested_params(trial.params), sort_keys=False))
     return command
 
 

@@ -230,11 +230,17 @@ def test_a_stopped_workers_trial_ends_failed_and_the_next_worker_goes_on(
         assert second.system_attrs["failed_trial"] == first.number
 
 
-def test_mlproject_entry_point_runs_with_overrides(pipeline) -> None:
+def test_mlproject_entry_points_run_with_overrides(pipeline) -> None:
     project, env = pipeline
-    command = ["mlflow", "run", ".", "-e", "evaluate", "--env-manager", "local"]
-    run([*command, "-P", "set=evaluate.prediction_images=1"], project, env)
+    command = ["mlflow", "run", ".", "--env-manager", "local", "-P"]
+    run([*command, "set=train.epochs=1 train.image_sizes=[32]", "-e", "train"], project, env)
+    run([*command, "set=evaluate.prediction_images=1", "-e", "evaluate"], project, env)
     assert len(list((project / "results/evaluate/predictions").glob("*.png"))) == 1
+    card = json.loads((project / "models/model.json").read_text())
+    run_record = MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(card["run_id"])
+    assert run_record.data.params["train.epochs"] == "1"  # the override reached the training
+    assert "test_mask_iou" in run_record.data.metrics  # evaluate added to the same run
+    assert run_record.data.tags["mlflow.project.entryPoint"] == "train"
 
 
 def _param_sets(node: object):

@@ -58,6 +58,9 @@ def connect(params: TrackingParams) -> str:
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
     mlflow.set_tracking_uri(uri)
+    if os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        # Set by `mlflow run` (which also opened our run) or by the user: that experiment wins.
+        return os.environ["MLFLOW_EXPERIMENT_ID"]
     try:
         return mlflow.set_experiment(params.experiment).experiment_id
     except Exception as error:  # any store failure: bad URI, locked or corrupt database

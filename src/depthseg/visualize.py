@@ -10,7 +10,6 @@ from matplotlib import colormaps
 from depthseg import layout
 
 _DEPTH_COLOURS = (colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
-GRID_COLUMNS = ("bg_fg", "true mask", "predicted mask", "true depth", "predicted depth")
 
 
 def _denormalise(image: torch.Tensor) -> np.ndarray:

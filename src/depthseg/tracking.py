@@ -32,6 +32,11 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 _MODEL_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
 
 
+#: `mlflow run` opens a run and names its experiment for the process it starts (MLflow consumes
+#: MLFLOW_RUN_ID when the run is first used, so it is read once, here).
+_LAUNCHED_BY_MLFLOW_RUN = "MLFLOW_RUN_ID" in os.environ
+
+
 class TrackingError(DepthsegError, RuntimeError):
     """The tracking store cannot be used; the message names it and says what to do."""
 
@@ -52,15 +57,14 @@ def _check_server(uri: str) -> None:
         ) from None
 
 
-def connect(params: TrackingParams) -> str:
+def connect(params: TrackingParams) -> str | None:
     """Point MLflow at the store and experiment of ``params``; return the experiment id."""
     uri = tracking_uri(params)
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
     mlflow.set_tracking_uri(uri)
-    if os.environ.get("MLFLOW_EXPERIMENT_ID"):
-        # Set by `mlflow run` (which also opened our run) or by the user: that experiment wins.
-        return os.environ["MLFLOW_EXPERIMENT_ID"]
+    if _LAUNCHED_BY_MLFLOW_RUN:
+        return None  # MLflow takes the run and experiment that `mlflow run` chose
     try:
         return mlflow.set_experiment(params.experiment).experiment_id
     except Exception as error:  # any store failure: bad URI, locked or corrupt database

@@ -76,6 +76,12 @@ def test_a_study_completes_with_nested_runs_and_a_valid_best_params_file(
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 3
     assert {r.data.tags["optuna_state"] for r in children} == {"COMPLETE"}
+    # Each trial run records what the trial trained with: its suggestions and the budget.
+    by_number = {int(r.data.tags["optuna_trial"]): r.data.params for r in children}
+    for trial in study.trials:
+        recorded = by_number[trial.number]
+        assert recorded["train.epochs"] == "2" and recorded["train.image_sizes"] == "[32]"
+        assert float(recorded["train.optimizer.lr"]) == trial.params["train.optimizer.lr"]
     assert all(len(client.get_metric_history(r.info.run_id, "val_loss")) == 2 for r in children)
     assert parent.data.metrics["best_score"] == pytest.approx(study.best_value)
     assert "best.train.optimizer.lr" in parent.data.params

@@ -40,6 +40,7 @@ from depthseg.training import (
     Trainer,
     evaluate_split,
     loss_weights,
+    save_atomically,
 )
 from depthseg.visualize import prediction_grid
 
@@ -67,11 +68,6 @@ def log_epoch(trainer: Trainer, report: EpochReport) -> None:
         tracking.log_image(grid, key="val_predictions", step=report.epoch)
 
 
-def _save_weights(model: torch.nn.Module, path: Path) -> None:
-    with replaced_atomically(path) as partial:
-        torch.save(model.state_dict(), partial)
-
-
 def train(params: Params, params_file: Path) -> dict[str, Any]:
     """Train, keep the best epoch's weights, write metrics and history; all in one MLflow run."""
     table, archive_path = read_index(INDEX_FILE)
@@ -87,7 +83,7 @@ def train(params: Params, params_file: Path) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         assert trainer.best is not None
         trainer.load_best()
-        _save_weights(trainer.model, MODEL_WEIGHTS)
+        save_atomically(trainer.model.state_dict(), MODEL_WEIGHTS)
         card = {
             "width": params.model.width,
             "image_size": history[-1].image_size,

@@ -114,7 +114,8 @@ def _resume_key(params: Params) -> dict[str, Any]:
     return {"model": params.model.model_dump(), "loss": params.loss.model_dump(), "train": train}
 
 
-def _save_atomically(payload: dict[str, Any], path: Path) -> None:
+def save_atomically(payload: Any, path: Path) -> None:
+    """torch.save that never leaves a half-written file."""
     with replaced_atomically(path) as partial:
         torch.save(payload, partial)
 
@@ -364,11 +365,11 @@ class Trainer:
     def _checkpoint(self, epoch: int, improved: bool) -> None:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         if improved:
-            _save_atomically(
+            save_atomically(
                 {"epoch": epoch, "model": self.model.state_dict()},
                 self.checkpoint_dir / BEST_CHECKPOINT,
             )
-        _save_atomically(
+        save_atomically(
             {
                 "epoch": epoch,
                 "model": self.model.state_dict(),

@@ -177,6 +177,10 @@ def check_space(base: Params) -> None:
                 raise TuneError(f"tune.space: {key} is not a usable param: {error}") from None
 
 
+def _reason(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"[:4000]  # an MLflow tag holds at most 5,000
+
+
 @dataclass
 class Objective:
     base: Params
@@ -187,20 +191,22 @@ class Objective:
         # Seeded by trial number: one worker repeats its suggestions, a study continued later
         # or shared by several workers does not draw the same values twice.
         trial.study.sampler = trial_sampler(self.base.tune.seed, trial.number)
-        values = suggest(trial, self.base.tune.space)
+        try:
+            params = trial_params(self.base, suggest(trial, self.base.tune.space))
+        except DepthsegError as error:  # a suggested value that the params schema refuses
+            trial.set_user_attr("fail_reason", _reason(error))
+            raise
         tags = {"optuna_study": trial.study.study_name, "optuna_trial": str(trial.number)}
-        with tracking.start_run(
-            self.base, run_name=f"trial {trial.number}", tags=tags, nested=True
-        ):
+        # The run records the params the trial really trained with, budget included.
+        with tracking.start_run(params, run_name=f"trial {trial.number}", tags=tags, nested=True):
             try:
-                history = self._train(trial, values)
+                history = self._train(trial, params)
             except optuna.TrialPruned:
                 tracking.set_tags({"optuna_state": "PRUNED"})
                 pruned = True
             except Exception as error:
-                reason = f"{type(error).__name__}: {error}"
-                trial.set_user_attr("fail_reason", reason)
-                tracking.set_tags({"optuna_state": "FAIL", "optuna_fail_reason": reason[:4000]})
+                trial.set_user_attr("fail_reason", _reason(error))
+                tracking.set_tags({"optuna_state": "FAIL", "optuna_fail_reason": _reason(error)})
                 raise
             else:
                 tracking.set_tags({"optuna_state": "COMPLETE"})
@@ -209,9 +215,7 @@ class Objective:
             raise optuna.TrialPruned
         return objective_values(history[-1], self.base.tune.objective)
 
-    def _train(self, trial: optuna.Trial, values: dict[str, Any]) -> list[EpochReport]:
-        params = trial_params(self.base, values)
-        tracking.log_params({f"trial.{key}": value for key, value in values.items()})
+    def _train(self, trial: optuna.Trial, params: Params) -> list[EpochReport]:
         with tempfile.TemporaryDirectory(prefix="depthseg-trial-") as checkpoints:
             trainer = Trainer(
                 params,

@@ -6,10 +6,10 @@ import argparse
 import os
 import time
 
-from depthseg.archive import read_members
-from depthseg.cli import run_stage, stage_parser
-from depthseg.config import DOWNLOAD_DIR, RAW_ARCHIVE, Params
-from depthseg.sources import fetch
+from depthseg.data.archive import read_members
+from depthseg.core.cli import run_stage, stage_parser
+from depthseg.core.params import DOWNLOAD_DIR, RAW_ARCHIVE, Params
+from depthseg.data.sources import fetch
 
 
 def main(params: Params, args: argparse.Namespace) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from depthseg.cli import run_stage, stage_parser, write_json
-from depthseg.config import INDEX_FILE, INDEX_SUMMARY, RAW_ARCHIVE, Params
-from depthseg.indexing import build_index, summarize, write_index
+from depthseg.core.cli import run_stage, stage_parser, write_json
+from depthseg.core.params import INDEX_FILE, INDEX_SUMMARY, RAW_ARCHIVE, Params
+from depthseg.data.indexing import build_index, summarize, write_index
 
 
 def main(params: Params, args: argparse.Namespace) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from depthseg.cli import run_stage, stage_parser
-from depthseg.config import Params
-from depthseg.pipeline import train
+from depthseg.core.cli import run_stage, stage_parser
+from depthseg.core.params import Params
+from depthseg.stages.pipeline_old import train
 
 
 def main(params: Params, args: argparse.Namespace) -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from depthseg.cli import run_stage, stage_parser
-from depthseg.config import INDEX_FILE, TUNE_RESULTS, Params
-from depthseg.indexing import read_index
-from depthseg.tuning import run_study
+from depthseg.core.cli import run_stage, stage_parser
+from depthseg.core.params import INDEX_FILE, TUNE_RESULTS, Params
+from depthseg.data.indexing import read_index
+from depthseg.tuning.study import run_study
 
 
 def main(params: Params, args: argparse.Namespace) -> None:

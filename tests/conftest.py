@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from depthseg import layout
-from depthseg.archive import pack_folder
-from depthseg.config import IndexParams, SplitParams
-from depthseg.indexing import build_index
+from depthseg.data import layout
+from depthseg.data.archive import pack_folder
+from depthseg.core.params import IndexParams, SplitParams
+from depthseg.data.indexing import build_index
 
 Files = dict[str, bytes]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from depthseg import layout
-from depthseg.archive import (
+from depthseg.data import layout
+from depthseg.data.archive import (
     ArchiveError,
     Member,
     MemberReader,

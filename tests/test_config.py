@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
-from depthseg.cli import run_stage, stage_parser
-from depthseg.config import (
+from depthseg.core.cli import run_stage, stage_parser
+from depthseg.core.params import (
     Params,
     ParamsError,
     TrainParams,

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from depthseg import layout
-from depthseg.config import AugmentParams, IndexParams
-from depthseg.dataset import ImageError, SceneDataset
-from depthseg.indexing import build_index
-from depthseg.transforms import build_augmentation
+from depthseg.data import layout
+from depthseg.core.params import AugmentParams, IndexParams
+from depthseg.data.dataset import ImageError, SceneDataset
+from depthseg.data.indexing import build_index
+from depthseg.data.transforms import build_augmentation
 
 Files = dict[str, bytes]
 MakeRelease = Callable[..., Files]

@@ -8,11 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from depthseg import indexing, layout
-from depthseg.archive import MemberReader
-from depthseg.config import IndexParams, SplitParams
-from depthseg.indexing import (
-    IMAGE_KINDS,
+from depthseg.data import indexing, layout
+from depthseg.data.archive import MemberReader
+from depthseg.core.params import IndexParams, SplitParams
+from depthseg.data.indexing import (
     SPLITS,
     IndexError_,
     assign_splits,
@@ -66,7 +65,7 @@ def test_modest_mini_offsets_read_back_the_files(modest_archive: Path, modest_mi
     table, _ = build_index(modest_archive, IndexParams())
     reader = MemberReader(modest_archive)
     for row in table.itertuples():
-        for kind in IMAGE_KINDS:
+        for kind in layout.IMAGE_KINDS:
             member = getattr(row, kind)
             data = reader.read(getattr(row, f"{kind}_offset"), getattr(row, f"{kind}_size"))
             assert data == (modest_mini / member).read_bytes(), member

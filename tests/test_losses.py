@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from depthseg.losses import (
+from depthseg.objectives.losses import (
     LOSS_PRESETS,
     JointLoss,
     LossWeights,

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from depthseg.metrics import METRIC_NAMES, SegDepthMetrics
+from depthseg.objectives.metrics import METRIC_NAMES, SegDepthMetrics
 
 
 def _images(*images: list[list[float]]) -> torch.Tensor:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from depthseg.model import DSResNet, count_parameters
+from depthseg.models.dsresnet import DSResNet, count_parameters
 
 TINY_WIDTH = 0.125
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from depthseg import layout, sources
-from depthseg.archive import MemberReader, read_members
-from depthseg.config import DataParams, IndexParams
-from depthseg.indexing import build_index
-from depthseg.sources import KAGGLE_HELP, FetchError, fetch
+from depthseg.data import layout, sources
+from depthseg.data.archive import MemberReader, read_members
+from depthseg.core.params import DataParams, IndexParams
+from depthseg.data.indexing import build_index
+from depthseg.data.sources import KAGGLE_HELP, FetchError, fetch
 
 Files = dict[str, bytes]
 DATASET = "shanwizard/modest-museum-dataset"

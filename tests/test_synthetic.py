@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from depthseg import layout
+from depthseg.data import layout
 from depthseg.synthetic import SceneSpec, generate, placement_geometry, room_depth
 
 SMALL = SceneSpec(backgrounds=3, foregrounds=2, placements=4, image_size=64, seed=3)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from depthseg import tracking
-from depthseg.config import TrackingParams, parse_params
-from depthseg.model import DSResNet
+from depthseg.tracking import service as tracking
+from depthseg.core.params import TrackingParams, parse_params
+from depthseg.models.dsresnet import DSResNet
 
 
 @pytest.fixture

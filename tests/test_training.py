@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from depthseg.config import Params, parse_params
-from depthseg.losses import LOSS_PRESETS
-from depthseg.training import (
+from depthseg.core.params import Params, parse_params
+from depthseg.objectives.losses import LOSS_PRESETS
+from depthseg.engine.loop import (
     EpochReport,
     Trainer,
     TrainingError,

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from depthseg.config import Params, parse_params
-from depthseg.tuning import TuneError, open_study, run_study
+from depthseg.core.params import Params, parse_params
+from depthseg.tuning.study import TuneError, open_study, run_study
 
 State = optuna.trial.TrialState
 

@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, default_collate
 
-from depthseg import tracking
-from depthseg.cli import write_json
-from depthseg.config import (
+from depthseg.tracking import service as tracking
+from depthseg.core.cli import write_json
+from depthseg.core.params import (
     CHECKPOINT_DIR,
     EVALUATE_METRICS,
     EVALUATE_PER_IMAGE,
@@ -28,13 +28,13 @@ from depthseg.config import (
     TRAIN_METRICS,
     Params,
 )
-from depthseg.dataset import SceneDataset
-from depthseg.errors import DepthsegError
-from depthseg.files import replaced_atomically
-from depthseg.indexing import fingerprint, read_index
-from depthseg.losses import JointLoss
-from depthseg.model import DSResNet, count_parameters
-from depthseg.training import (
+from depthseg.data.dataset import SceneDataset
+from depthseg.core.errors import DepthsegError
+from depthseg.core.files import replaced_atomically
+from depthseg.data.indexing import fingerprint, read_index
+from depthseg.objectives.losses import JointLoss
+from depthseg.models.dsresnet import DSResNet, count_parameters
+from depthseg.engine.loop import (
     ComputeSetup,
     EpochReport,
     Trainer,
@@ -42,7 +42,7 @@ from depthseg.training import (
     loss_weights,
     save_atomically,
 )
-from depthseg.visualize import prediction_grid
+from depthseg.engine.preview import prediction_grid
 
 
 def _evenly_spaced(count: int, wanted: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from depthseg.errors import DepthsegError
+from depthseg.core.errors import DepthsegError
 
 PARAMS_FILE = Path("params.yaml")
 

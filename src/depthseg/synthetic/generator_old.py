@@ -21,7 +21,7 @@ from functools import lru_cache, partial
 import cv2
 import numpy as np
 
-from depthseg import layout
+from depthseg.data import layout
 
 #: Distance (metres, along the view) that maps to 255 in every depth map; 0 is at the camera.
 MAX_DEPTH_M = 20.0

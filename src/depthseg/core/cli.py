@@ -10,9 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from depthseg.config import PARAMS_FILE, Params, load_params
-from depthseg.errors import DepthsegError
-from depthseg.files import replaced_atomically
+from depthseg.core.params import PARAMS_FILE, Params, load_params
+from depthseg.core.errors import DepthsegError
+from depthseg.core.files import replaced_atomically
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import torch
 
-from depthseg.config import AugmentParams
+from depthseg.core.params import AugmentParams
 
 #: Targets of one scene, as albumentations sees them.
 ADDITIONAL_TARGETS = {"bg_fg": "image", "depth": "mask"}

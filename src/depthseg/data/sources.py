@@ -13,9 +13,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from depthseg import archive, synthetic
-from depthseg.config import DataParams
-from depthseg.errors import DepthsegError
+from depthseg import synthetic
+from depthseg.data import archive
+from depthseg.core.params import DataParams
+from depthseg.core.errors import DepthsegError
 
 KAGGLE_HELP = (
     "Kaggle needs an API token: create one at https://www.kaggle.com/settings (API section) and "

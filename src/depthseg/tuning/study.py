@@ -22,18 +22,18 @@ import optuna
 import pandas as pd
 import yaml
 
-from depthseg import tracking
-from depthseg.config import (
+from depthseg.tracking import service as tracking
+from depthseg.core.params import (
     Params,
     SearchDimension,
     TuneParams,
     apply_override,
     parse_params,
 )
-from depthseg.errors import DepthsegError
-from depthseg.files import replaced_atomically
-from depthseg.pipeline import log_epoch
-from depthseg.training import EpochReport, Trainer
+from depthseg.core.errors import DepthsegError
+from depthseg.core.files import replaced_atomically
+from depthseg.stages.pipeline_old import log_epoch
+from depthseg.engine.loop import EpochReport, Trainer
 
 matplotlib.use("Agg")
 

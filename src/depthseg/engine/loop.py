@@ -20,14 +20,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from depthseg.config import LossParams, Params, TrainParams
-from depthseg.dataset import SceneDataset
-from depthseg.errors import DepthsegError
-from depthseg.files import replaced_atomically
-from depthseg.losses import LOSS_PRESETS, JointLoss, LossWeights
-from depthseg.metrics import SegDepthMetrics
-from depthseg.model import DSResNet
-from depthseg.transforms import build_augmentation
+from depthseg.core.params import LossParams, Params, TrainParams
+from depthseg.data.dataset import SceneDataset
+from depthseg.core.errors import DepthsegError
+from depthseg.core.files import replaced_atomically
+from depthseg.objectives.losses import LOSS_PRESETS, JointLoss, LossWeights
+from depthseg.objectives.metrics import SegDepthMetrics
+from depthseg.models.dsresnet import DSResNet
+from depthseg.data.transforms import build_augmentation
 
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from matplotlib import colormaps
 
-from depthseg import layout
+from depthseg.data import layout
 
 _DEPTH_COLOURS = (colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
 

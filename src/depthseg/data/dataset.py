@@ -14,11 +14,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from depthseg import layout
-from depthseg.archive import MemberReader
-from depthseg.errors import DepthsegError
-from depthseg.indexing import IMAGE_KINDS
-from depthseg.transforms import depth_tensor, image_tensor, mask_tensor
+from depthseg.data import layout
+from depthseg.data.archive import MemberReader
+from depthseg.core.errors import DepthsegError
+from depthseg.data.transforms import depth_tensor, image_tensor, mask_tensor
 
 
 class ImageError(DepthsegError, ValueError):
@@ -55,9 +54,9 @@ class SceneDataset(Dataset[dict[str, torch.Tensor]]):
         self.scenes = table["scene"].to_numpy()
         self.ranges = {
             kind: table[[f"{kind}_offset", f"{kind}_size"]].to_numpy(np.int64)
-            for kind in IMAGE_KINDS
+            for kind in layout.IMAGE_KINDS
         }
-        self.names = {kind: table[kind].to_numpy() for kind in IMAGE_KINDS}
+        self.names = {kind: table[kind].to_numpy() for kind in layout.IMAGE_KINDS}
         self.reader = MemberReader(archive_path)
         self.image_size = image_size
         self.augmentation = augmentation

@@ -66,3 +66,12 @@ def mask_member(mask: str) -> str:
 def depth_member(depth: str) -> str:
     """``depth`` is the name file_map.txt gives, e.g. ``bg001_fg001_01_depth_map``."""
     return f"{DEPTH_DIR}/{depth}.jpeg"
+
+
+#: The four images of a scene: index column prefix -> member path of the name file_map.txt gives.
+IMAGE_KINDS = {
+    "bg": bg_member,
+    "bg_fg": scene_member,
+    "mask": mask_member,
+    "depth": depth_member,
+}

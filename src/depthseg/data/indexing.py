@@ -18,19 +18,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from depthseg import layout
-from depthseg.archive import Member, MemberReader, read_members
-from depthseg.config import IndexParams, SplitParams
-from depthseg.errors import DepthsegError
-from depthseg.files import replaced_atomically
+from depthseg.data import layout
+from depthseg.data.archive import Member, MemberReader, read_members
+from depthseg.core.params import IndexParams, SplitParams
+from depthseg.core.errors import DepthsegError
+from depthseg.core.files import replaced_atomically
 
-#: The four images of a scene: column prefix -> how file_map.txt names it -> member path.
-IMAGE_KINDS = {
-    "bg": layout.bg_member,
-    "bg_fg": layout.scene_member,
-    "mask": layout.mask_member,
-    "depth": layout.depth_member,
-}
 SPLITS = ("train", "val", "test")
 EXAMPLES_SHOWN = 3
 _METADATA_KEY = b"depthseg"
@@ -75,7 +68,7 @@ def parse_file_map(text: str, problems: Problems) -> pd.DataFrame:
             problems.add("malformed_line", f"{layout.FILE_MAP} line {number}: {line[:80]!r}")
             continue
         rows.append((parts[1], parts[0], match["fg"], int(match["placement"]), *parts))
-    columns = ["scene", "bg_id", "fg_id", "placement", *IMAGE_KINDS]
+    columns = ["scene", "bg_id", "fg_id", "placement", *layout.IMAGE_KINDS]
     table = pd.DataFrame(rows, columns=columns)
     duplicated = table.duplicated("scene")
     for scene in table.loc[duplicated, "scene"]:
@@ -103,7 +96,7 @@ def locate_images(
 ) -> pd.DataFrame:
     """Add each image's member name, offset and size; drop scenes with a missing image."""
     missing = np.zeros(len(table), dtype=bool)
-    for kind, member_path in IMAGE_KINDS.items():
+    for kind, member_path in layout.IMAGE_KINDS.items():
         names = [member_path(name) for name in table[kind]]
         found = [members.get(name) for name in names]
         absent = np.array([member is None for member in found], dtype=bool)
@@ -190,7 +183,7 @@ def build_index(archive_path: Path, params: IndexParams) -> tuple[pd.DataFrame, 
 
 _COLUMNS = [
     "scene", "bg_id", "fg_id", "placement",
-    *[f"{kind}{suffix}" for kind in IMAGE_KINDS for suffix in ("", "_offset", "_size")],
+    *[f"{kind}{suffix}" for kind in layout.IMAGE_KINDS for suffix in ("", "_offset", "_size")],
     "bbox_x", "bbox_y", "bbox_w", "bbox_h", "split",
 ]  # fmt: skip
 

@@ -21,9 +21,9 @@ import torch
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
-from depthseg.config import Params, TrackingParams, flatten
-from depthseg.errors import DepthsegError
-from depthseg.model import DSResNet, PackedDSResNet
+from depthseg.core.params import Params, TrackingParams, flatten
+from depthseg.core.errors import DepthsegError
+from depthseg.models.dsresnet import DSResNet, PackedDSResNet
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MODEL_ARTIFACT = "model"

@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from depthseg.core.params import IndexParams
 from depthseg.data import layout
 from depthseg.data.archive import pack_folder
-from depthseg.core.params import IndexParams
 from depthseg.data.indexing import build_index, write_index
 
 TINY = b"\xff\xd8tiny\xff\xd9"

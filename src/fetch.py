@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
-from depthseg.data.archive import read_members
 from depthseg.core.cli import run_stage, stage_parser
-from depthseg.core.params import DOWNLOAD_DIR, RAW_ARCHIVE, Params
-from depthseg.data.sources import fetch
+from depthseg.core.params import Params
+from depthseg.core.paths import RAW_ARCHIVE
+from depthseg.stages.fetch import fetch
 
 
 def main(params: Params, args: argparse.Namespace) -> None:
-    started = time.perf_counter()
-    fetch(params.data, RAW_ARCHIVE, DOWNLOAD_DIR, workers=args.workers)
-    files = len(read_members(RAW_ARCHIVE))
-    megabytes = RAW_ARCHIVE.stat().st_size / 1e6
+    done = fetch(params, args.workers)
     print(
-        f"fetch: {params.data.source} -> {RAW_ARCHIVE}: {files} files, {megabytes:.1f} MB "
-        f"in {time.perf_counter() - started:.1f} s"
+        f"fetch: {params.data.source} -> {RAW_ARCHIVE}: {done['files']} files, "
+        f"{done['megabytes']:.1f} MB in {done['seconds']:.1f} s"
     )
 
 

@@ -5,19 +5,17 @@ from __future__ import annotations
 import argparse
 import time
 
-from depthseg.core.cli import run_stage, stage_parser, write_json
-from depthseg.core.params import INDEX_FILE, INDEX_SUMMARY, RAW_ARCHIVE, Params
-from depthseg.data.indexing import build_index, summarize, write_index
+from depthseg.core.cli import run_stage, stage_parser
+from depthseg.core.params import Params
+from depthseg.core.paths import INDEX_FILE
+from depthseg.stages.index import index
 
 
 def main(params: Params, args: argparse.Namespace) -> None:
     started = time.perf_counter()
-    table, problems = build_index(RAW_ARCHIVE, params.index)
+    summary, problems = index(params)
     if problems:
         print(f"index: skipped scenes with problems:\n{problems.describe()}")
-    write_index(table, INDEX_FILE, RAW_ARCHIVE)
-    summary = summarize(table, problems)
-    write_json(INDEX_SUMMARY, summary)
     splits = ", ".join(
         f"{split} {summary[f'{split}_scenes']} ({summary[f'{split}_backgrounds']} backgrounds)"
         for split in ("train", "val", "test")

@@ -6,7 +6,7 @@ import argparse
 
 from depthseg.core.cli import run_stage, stage_parser
 from depthseg.core.params import Params
-from depthseg.stages.pipeline_old import train
+from depthseg.stages.train import train
 
 
 def main(params: Params, args: argparse.Namespace) -> None:

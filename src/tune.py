@@ -10,7 +10,8 @@ import argparse
 import sys
 
 from depthseg.core.cli import run_stage, stage_parser
-from depthseg.core.params import INDEX_FILE, TUNE_RESULTS, Params
+from depthseg.core.params import Params
+from depthseg.core.paths import INDEX_FILE, TUNE_RESULTS
 from depthseg.data.indexing import read_index
 from depthseg.tuning.study import run_study
 

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from depthseg.core.params import IndexParams, SplitParams
 from depthseg.data import layout
 from depthseg.data.archive import pack_folder
-from depthseg.core.params import IndexParams, SplitParams
 from depthseg.data.indexing import build_index
 
 Files = dict[str, bytes]

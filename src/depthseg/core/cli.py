@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from depthseg.core.params import PARAMS_FILE, Params, load_params
 from depthseg.core.errors import DepthsegError
-from depthseg.core.files import replaced_atomically
+from depthseg.core.params import PARAMS_FILE, Params, load_params
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
@@ -44,9 +41,3 @@ def run_stage(
     except DepthsegError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON atomically, so a reader never sees half a file."""
-    with replaced_atomically(path) as partial:
-        partial.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -21,3 +23,9 @@ def replaced_atomically(path: Path) -> Iterator[Path]:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON atomically, so a reader never sees half a file."""
+    with replaced_atomically(path) as partial:
+        partial.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")

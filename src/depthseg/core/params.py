@@ -309,19 +309,3 @@ def flatten(params: BaseModel | dict[str, Any], prefix: str = "") -> dict[str, A
         else:
             flat[name] = value
     return flat
-
-
-# Files the stages hand to each other; dvc.yaml names the same paths.
-RAW_ARCHIVE = Path("data/raw/modest.zip")
-DOWNLOAD_DIR = Path("data/download")
-INDEX_FILE = Path("data/index/scenes.parquet")
-INDEX_SUMMARY = Path("results/index/summary.json")
-MODEL_WEIGHTS = Path("models/model.pt")
-MODEL_CARD = Path("models/model.json")
-CHECKPOINT_DIR = Path("models/checkpoints")
-TRAIN_METRICS = Path("results/train/metrics.json")
-TRAIN_HISTORY = Path("results/train/history.csv")
-EVALUATE_METRICS = Path("results/evaluate/metrics.json")
-EVALUATE_PER_IMAGE = Path("results/evaluate/per_image.csv")
-EVALUATE_PREDICTIONS = Path("results/evaluate/predictions")
-TUNE_RESULTS = Path("results/tune")

@@ -1,1 +1,1 @@
-"""data"""
+"""The MODEST release: its layout, the stored zip, sources, the scene index, the Dataset."""

@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
-from depthseg.data import layout
 from depthseg.core.errors import DepthsegError
 from depthseg.core.files import replaced_atomically
+from depthseg.data import layout
 
 #: A fixed timestamp makes archives with the same content byte-identical (stable DVC hashes).
 _EPOCH = (1980, 1, 1, 0, 0, 0)

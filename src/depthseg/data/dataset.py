@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from depthseg.core.errors import DepthsegError
 from depthseg.data import layout
 from depthseg.data.archive import MemberReader
-from depthseg.core.errors import DepthsegError
 from depthseg.data.transforms import depth_tensor, image_tensor, mask_tensor
 
 

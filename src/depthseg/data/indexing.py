@@ -18,11 +18,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from depthseg.data import layout
-from depthseg.data.archive import Member, MemberReader, read_members
-from depthseg.core.params import IndexParams, SplitParams
 from depthseg.core.errors import DepthsegError
 from depthseg.core.files import replaced_atomically
+from depthseg.core.params import IndexParams, SplitParams
+from depthseg.data import layout
+from depthseg.data.archive import Member, MemberReader, read_members
 
 SPLITS = ("train", "val", "test")
 EXAMPLES_SHOWN = 3

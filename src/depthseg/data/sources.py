@@ -14,9 +14,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from depthseg import synthetic
-from depthseg.data import archive
-from depthseg.core.params import DataParams
 from depthseg.core.errors import DepthsegError
+from depthseg.core.params import DataParams
+from depthseg.data import archive
 
 KAGGLE_HELP = (
     "Kaggle needs an API token: create one at https://www.kaggle.com/settings (API section) and "

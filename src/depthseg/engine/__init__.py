@@ -1,1 +1,1 @@
-"""engine"""
+"""The training engine: compute setup, the loop, checkpoints, evaluation, previews."""

@@ -6,8 +6,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 from matplotlib import colormaps
+from torch import nn
+from torch.utils.data import default_collate
 
 from depthseg.data import layout
+from depthseg.data.dataset import SceneDataset
+from depthseg.engine.compute import ComputeSetup
 
 _DEPTH_COLOURS = (colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
 
@@ -51,3 +55,18 @@ def prediction_grid(
         for i in range(len(bg_fg))
     ]
     return np.concatenate(rows, axis=0)
+
+
+def evenly_spaced(count: int, wanted: int) -> np.ndarray:
+    """``wanted`` fixed indices spread over ``count`` items: the scenes shown in grids."""
+    return np.unique(np.linspace(0, count - 1, min(wanted, count)).round().astype(int))
+
+
+def predict_scenes(
+    model: nn.Module, dataset: SceneDataset, indices: np.ndarray, setup: ComputeSetup
+) -> np.ndarray:
+    """The prediction grid of the scenes ``indices`` of ``dataset``."""
+    batch = default_collate([dataset[int(i)] for i in indices])
+    bg, bg_fg, depth, mask = setup.inputs(batch)
+    depth_pred, mask_prob = setup.predict(model, bg, bg_fg)
+    return prediction_grid(bg_fg, mask, mask_prob, depth, depth_pred)

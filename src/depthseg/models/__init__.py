@@ -1,1 +1,1 @@
-"""models"""
+"""DSResNet, and the form in which MLflow serves it."""

@@ -1,1 +1,1 @@
-"""objectives"""
+"""Losses and metrics: pure functions of tensors."""

@@ -21,13 +21,15 @@ import torch
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
-from depthseg.core.params import Params, TrackingParams, flatten
 from depthseg.core.errors import DepthsegError
-from depthseg.models.dsresnet import DSResNet, PackedDSResNet
+from depthseg.core.params import Params, TrackingParams, flatten
+from depthseg.models.dsresnet import DSResNet
+from depthseg.models.served import PackedDSResNet
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MODEL_ARTIFACT = "model"
-_PACKAGE_DIR = Path(__file__).resolve().parent
+#: The depthseg package, shipped with the logged model as its code.
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
 #: What the logged model needs to be loaded elsewhere; pinned as in requirements.txt.
 _MODEL_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
 

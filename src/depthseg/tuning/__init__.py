@@ -1,1 +1,1 @@
-"""tuning"""
+"""Optuna studies: storage, trials (real short trainings) and their results."""

@@ -20,7 +20,7 @@ from depthseg.core.params import (
     read_params_file,
 )
 
-REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
 
 def _problem_lines(raw: dict[str, Any]) -> list[str]:

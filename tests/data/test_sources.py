@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from depthseg.core.params import DataParams, IndexParams
 from depthseg.data import layout, sources
 from depthseg.data.archive import MemberReader, read_members
-from depthseg.core.params import DataParams, IndexParams
 from depthseg.data.indexing import build_index
 from depthseg.data.sources import KAGGLE_HELP, FetchError, fetch
 

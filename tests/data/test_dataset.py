@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from depthseg.data import layout
 from depthseg.core.params import AugmentParams, IndexParams
+from depthseg.data import layout
 from depthseg.data.dataset import ImageError, SceneDataset
 from depthseg.data.indexing import build_index
 from depthseg.data.transforms import build_augmentation

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from depthseg.tracking import service as tracking
 from depthseg.core.params import TrackingParams, parse_params
 from depthseg.models.dsresnet import DSResNet
+from depthseg.tracking import service as tracking
 
 
 @pytest.fixture

@@ -8,15 +8,18 @@ import pytest
 import torch
 
 from depthseg.core.params import Params, parse_params
-from depthseg.objectives.losses import LOSS_PRESETS
-from depthseg.engine.loop import (
-    EpochReport,
-    Trainer,
+from depthseg.engine import compute
+from depthseg.engine.callbacks import EpochReport
+from depthseg.engine.compute import (
+    ComputeSetup,
     TrainingError,
     autocast_dtype,
-    loss_weights,
+    cpu_has_native_bf16,
     select_device,
 )
+from depthseg.engine.loop import Trainer
+from depthseg.engine.recipe import loss_weights
+from depthseg.objectives.losses import LOSS_PRESETS
 
 TINY_TRAIN = {
     "epochs": 2,
@@ -145,16 +148,62 @@ def test_train_fraction_uses_a_seeded_share_of_the_train_split(tiny_index, tmp_p
     assert len(trainer.train_set) == round((table["split"] == "train").sum() * 0.5)
 
 
-def test_devices_and_precisions() -> None:
+def test_auto_picks_cuda_then_mps_then_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert select_device("auto").type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert select_device("auto").type == "mps"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert select_device("auto").type == "cpu"
+    with pytest.raises(TrainingError, match="no cuda device"):
+        select_device("cuda")
     assert select_device("cpu").type == "cpu"
-    assert select_device("auto").type in ("cuda", "mps", "cpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(TrainingError, match="no cuda device"):
-            select_device("cuda")
-    cpu = torch.device("cpu")
-    assert autocast_dtype(cpu, "auto") is torch.bfloat16
-    assert autocast_dtype(cpu, "fp32") is None
-    assert autocast_dtype(cpu, "fp16") is torch.float16
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [
+        ("flags\t\t: fpu sse avx512f avx512_bf16 amx_tile", True),
+        ("flags\t\t: fpu sse avx2 avx512f", False),
+        ("Features\t: fp asimd bf16 i8mm", True),
+        ("Features\t: fp asimd", False),
+    ],
+)
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path: Path, flags: str, native: bool) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\n{flags}\n")
+    assert cpu_has_native_bf16(cpuinfo) is native
+    assert cpu_has_native_bf16(tmp_path / "absent") is False
+
+
+@pytest.mark.parametrize(
+    ("device", "bf16_hardware", "expected"),
+    [
+        ("cpu", True, torch.bfloat16),
+        ("cpu", False, None),  # emulated bf16 is slower than fp32
+        ("cuda", True, torch.bfloat16),
+        ("cuda", False, torch.float16),  # T4, V100: fp16 with loss scaling
+        ("mps", True, None),
+    ],
+)
+def test_auto_precision_uses_bf16_only_where_the_hardware_has_it(
+    monkeypatch: pytest.MonkeyPatch, device: str, bf16_hardware: bool, expected: torch.dtype | None
+) -> None:
+    monkeypatch.setattr(compute, "cpu_has_native_bf16", lambda: bf16_hardware)
+    monkeypatch.setattr(
+        torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16_hardware
+    )
+    assert autocast_dtype(torch.device(device), "auto") is expected
+    assert autocast_dtype(torch.device(device), "fp32") is None
+    assert autocast_dtype(torch.device(device), "fp16") is torch.float16
+
+
+def test_only_fp16_on_cuda_scales_the_loss() -> None:
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert ComputeSetup(cuda, torch.float16, torch.channels_last).scales_loss
+    assert not ComputeSetup(cuda, torch.bfloat16, torch.channels_last).scales_loss
+    assert not ComputeSetup(cpu, torch.float16, torch.channels_last).scales_loss
 
 
 def test_a_loss_preset_replaces_the_weights() -> None:

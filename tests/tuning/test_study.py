@@ -11,7 +11,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from depthseg.core.params import Params, parse_params
-from depthseg.tuning.study import TuneError, open_study, run_study
+from depthseg.tuning.storage import TuneError, open_study
+from depthseg.tuning.study import run_study
 
 State = optuna.trial.TrialState
 

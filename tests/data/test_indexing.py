@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from depthseg.core.params import IndexParams, SplitParams
 from depthseg.data import indexing, layout
 from depthseg.data.archive import MemberReader
-from depthseg.core.params import IndexParams, SplitParams
 from depthseg.data.indexing import (
     SPLITS,
     IndexError_,

@@ -1,0 +1,38 @@
+"""What the loop tells its callers after every epoch (MLflow logging, Optuna pruning)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from depthseg.engine.loop import Trainer
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    image_size: int
+    lr: float
+    train_loss: float
+    val_loss: float
+    val: dict[str, float]
+    samples_per_s: float
+    seconds: float
+
+    def metrics(self) -> dict[str, float]:
+        """Flat metrics of the epoch, as MLflow and the history file record them."""
+        return {
+            "train_loss": self.train_loss,
+            "val_loss": self.val_loss,
+            **{f"val_{name}": value for name, value in self.val.items()},
+            "lr": self.lr,
+            "image_size": self.image_size,
+            "samples_per_s": self.samples_per_s,
+            "epoch_seconds": self.seconds,
+        }
+
+
+#: Called with the trainer and the report after each epoch has been checkpointed.
+EpochCallback = Callable[["Trainer", EpochReport], None]

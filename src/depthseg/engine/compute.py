@@ -1,0 +1,111 @@
+"""Where and how the model computes: device, autocast dtype and memory format."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from depthseg.core.errors import DepthsegError
+from depthseg.core.params import TrainParams
+
+
+class TrainingError(DepthsegError, RuntimeError):
+    """Training cannot start or go on; the message says why."""
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }
+    if not available[name]:
+        raise TrainingError(f"train.device is '{name}' but no {name} device is available here")
+    return torch.device(name)
+
+
+#: CPU feature flags (as /proc/cpuinfo names them) of native bf16 arithmetic: x86 and Arm.
+_NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+_CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_has_native_bf16(cpuinfo: Path = _CPUINFO) -> bool:
+    """Whether the CPU computes bf16 natively; elsewhere PyTorch emulates it, slower than fp32."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:  # not Linux: no cheap way to ask, so stay with fp32
+        return False
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            return not _NATIVE_BF16_FLAGS.isdisjoint(value.split())
+    return False
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32.
+
+    auto: bf16 where the hardware has it (CUDA without emulation, CPUs with native bf16), fp16
+    with loss scaling on older CUDA GPUs, fp32 elsewhere (other CPUs, MPS).
+    """
+    if precision == "auto":
+        if device.type == "cuda":
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+            return torch.bfloat16 if native else torch.float16
+        if device.type == "cpu" and cpu_has_native_bf16():
+            return torch.bfloat16
+        return None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+@dataclass(frozen=True)
+class ComputeSetup:
+    """Device, autocast dtype and memory format, shared by training and evaluation."""
+
+    device: torch.device
+    dtype: torch.dtype | None
+    memory_format: torch.memory_format
+
+    @classmethod
+    def from_params(cls, params: TrainParams) -> ComputeSetup:
+        device = select_device(params.device)
+        memory_format = torch.channels_last if params.channels_last else torch.contiguous_format
+        return cls(device, autocast_dtype(device, params.precision), memory_format)
+
+    @property
+    def scales_loss(self) -> bool:
+        """fp16 on CUDA needs loss scaling (bf16 and fp32 do not)."""
+        return self.dtype == torch.float16 and self.device.type == "cuda"
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """bg, bg_fg, depth, mask of a batch, on the device in the memory format."""
+
+        def move(name: str) -> torch.Tensor:
+            tensor = batch[name].to(self.device, non_blocking=True)
+            return tensor.contiguous(memory_format=self.memory_format)
+
+        return move("bg"), move("bg_fg"), move("depth"), move("mask")
+
+    def predict(
+        self, model: nn.Module, bg: torch.Tensor, bg_fg: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Depth and mask probability, in float32."""
+        with torch.no_grad(), self.autocast():
+            depth_logits, mask_logits = model(bg, bg_fg)
+        return torch.sigmoid(depth_logits.float()), torch.sigmoid(mask_logits.float())

@@ -1,0 +1,92 @@
+"""The evaluate stage: metrics of the trained model on a split, per image too, and predictions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from depthseg.core.errors import DepthsegError
+from depthseg.core.files import replaced_atomically, write_json
+from depthseg.core.params import Params
+from depthseg.core.paths import (
+    EVALUATE_METRICS,
+    EVALUATE_PER_IMAGE,
+    EVALUATE_PREDICTIONS,
+    INDEX_FILE,
+    MODEL_CARD,
+    MODEL_WEIGHTS,
+)
+from depthseg.data.dataset import SceneDataset
+from depthseg.data.indexing import read_index
+from depthseg.engine.compute import ComputeSetup
+from depthseg.engine.evaluation import evaluate_split
+from depthseg.engine.preview import evenly_spaced, predict_scenes
+from depthseg.engine.recipe import build_loss
+from depthseg.models.dsresnet import DSResNet
+from depthseg.tracking import service as tracking
+
+
+def load_trained_model(setup: ComputeSetup) -> tuple[DSResNet, dict[str, Any]]:
+    if not (MODEL_CARD.is_file() and MODEL_WEIGHTS.is_file()):
+        raise DepthsegError(f"{MODEL_WEIGHTS} or {MODEL_CARD} is missing: run `dvc repro train`")
+    card = json.loads(MODEL_CARD.read_text())
+    model = DSResNet(card["width"])
+    model.load_state_dict(torch.load(MODEL_WEIGHTS, map_location="cpu", weights_only=True))
+    return model.to(setup.device, memory_format=setup.memory_format).eval(), card
+
+
+def evaluate(params: Params) -> dict[str, float]:
+    """Metrics of the trained model on a split, per image too, and prediction images."""
+    setup = ComputeSetup.from_params(params.train)
+    model, card = load_trained_model(setup)
+    config = params.evaluate
+    table, archive_path = read_index(INDEX_FILE)
+    rows = table[table["split"] == config.split].sort_values("scene").reset_index(drop=True)
+    if rows.empty:
+        raise DepthsegError(
+            f"the index has no '{config.split}' scenes: set index.split.{config.split} above 0 "
+            "or choose another evaluate.split"
+        )
+    size = config.image_size or card["image_size"]
+    dataset = SceneDataset(rows, archive_path, size)
+    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=params.train.workers)
+    with tracking.start_run(params, run_id=card["run_id"]):
+        result = evaluate_split(model, loader, build_loss(params.loss), setup, per_image=True)
+        metrics = {
+            **result.metrics,
+            "loss": result.loss,
+            "scenes": len(rows),
+            "image_size": size,
+        }
+        write_json(EVALUATE_METRICS, metrics)
+        per_image = pd.concat(
+            [rows[["scene", "bg_id", "fg_id"]], pd.DataFrame(result.per_image)], axis=1
+        )
+        with replaced_atomically(EVALUATE_PER_IMAGE) as partial:
+            per_image.to_csv(partial, index=False, float_format="%.6g")
+        _write_predictions(model, dataset, rows, config.prediction_images, setup)
+        tracking.log_metrics({f"{config.split}_{k}": v for k, v in result.metrics.items()})
+        tracking.log_artifact(EVALUATE_METRICS, "evaluate")
+        tracking.log_artifact(EVALUATE_PER_IMAGE, "evaluate")
+        if EVALUATE_PREDICTIONS.is_dir():
+            for image in sorted(EVALUATE_PREDICTIONS.iterdir()):
+                tracking.log_artifact(image, "evaluate/predictions")
+    return metrics
+
+
+def _write_predictions(
+    model: DSResNet, dataset: SceneDataset, rows: pd.DataFrame, wanted: int, setup: ComputeSetup
+) -> None:
+    """One PNG per fixed test scene, replacing the previous set."""
+    shutil.rmtree(EVALUATE_PREDICTIONS, ignore_errors=True)
+    EVALUATE_PREDICTIONS.mkdir(parents=True)
+    for index in evenly_spaced(len(rows), wanted):
+        grid = predict_scenes(model, dataset, np.array([index]), setup)
+        Image.fromarray(grid).save(EVALUATE_PREDICTIONS / f"{rows['scene'][index]}.png")

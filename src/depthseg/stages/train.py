@@ -1,0 +1,70 @@
+"""The train stage: train on the index, keep the best epoch's weights, record it all in MLflow."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from depthseg.core.files import replaced_atomically, write_json
+from depthseg.core.params import Params
+from depthseg.core.paths import (
+    CHECKPOINT_DIR,
+    INDEX_FILE,
+    MODEL_CARD,
+    MODEL_WEIGHTS,
+    TRAIN_HISTORY,
+    TRAIN_METRICS,
+)
+from depthseg.data.indexing import fingerprint, read_index
+from depthseg.engine.checkpoints import save_atomically
+from depthseg.engine.loop import Trainer
+from depthseg.models.dsresnet import count_parameters
+from depthseg.tracking import service as tracking
+from depthseg.tracking.callbacks import log_epoch
+
+
+def train(params: Params, params_file: Path) -> dict[str, Any]:
+    """Train, keep the best epoch's weights, write metrics and history; all in one MLflow run."""
+    table, archive_path = read_index(INDEX_FILE)
+    trainer = Trainer(params, table, archive_path, CHECKPOINT_DIR, callbacks=[log_epoch])
+    data_fingerprint = fingerprint(INDEX_FILE)
+    with tracking.start_run(
+        params, run_id=trainer.extra.get("run_id"), tags={"data_fingerprint": data_fingerprint}
+    ) as run_id:
+        trainer.extra["run_id"] = run_id
+        tracking.log_artifact(params_file)
+        started = time.perf_counter()
+        history = trainer.fit()
+        seconds = time.perf_counter() - started
+        assert trainer.best is not None
+        trainer.load_best()
+        save_atomically(trainer.model.state_dict(), MODEL_WEIGHTS)
+        card = {
+            "width": params.model.width,
+            "image_size": history[-1].image_size,
+            "best_epoch": trainer.best.epoch,
+            "run_id": run_id,
+            "data_fingerprint": data_fingerprint,
+        }
+        write_json(MODEL_CARD, card)
+        metrics = {
+            "model_parameters": count_parameters(trainer.model),
+            "best_epoch": trainer.best.epoch,
+            "best": trainer.best.metrics(),
+            "final": history[-1].metrics(),
+            "train_seconds": round(seconds, 1),
+        }
+        write_json(TRAIN_METRICS, metrics)
+        with replaced_atomically(TRAIN_HISTORY) as partial:
+            pd.DataFrame([{"epoch": r.epoch, **r.metrics()} for r in history]).to_csv(
+                partial, index=False
+            )
+        tracking.log_metrics({f"best_{k}": v for k, v in trainer.best.metrics().items()})
+        tracking.log_metrics({"model_parameters": metrics["model_parameters"]})
+        tracking.log_artifact(MODEL_WEIGHTS)
+        tracking.log_artifact(MODEL_CARD)
+        tracking.log_model(trainer.model, card["image_size"])
+    return metrics

@@ -13,13 +13,14 @@ from depthseg.core.cli import run_stage, stage_parser
 from depthseg.core.params import Params
 from depthseg.core.paths import INDEX_FILE, TUNE_RESULTS
 from depthseg.data.indexing import read_index
+from depthseg.tuning.results import queue_best
 from depthseg.tuning.study import run_study
 
 
 def main(params: Params, args: argparse.Namespace) -> None:
     table, archive_path = read_index(INDEX_FILE)
     try:
-        run_study(
+        study = run_study(
             params,
             table,
             archive_path,
@@ -31,6 +32,12 @@ def main(params: Params, args: argparse.Namespace) -> None:
         )
     except KeyboardInterrupt:
         sys.exit(130)
+    if args.queue_best:
+        name = queue_best(study)
+        if name is None:
+            print("tune: no trial completed, nothing to queue")
+        else:
+            print(f"tune: queued DVC experiment {name}; run it with `dvc exp run --run-all`")
 
 
 if __name__ == "__main__":
@@ -43,4 +50,10 @@ if __name__ == "__main__":
     )
     parser.add_argument("--n-trials", type=int, help="default: tune.n_trials")
     parser.add_argument("--timeout", type=float, help="seconds; default: tune.timeout")
+    parser.add_argument(
+        "--queue-best",
+        action="store_true",
+        help="queue the best params as a DVC experiment (full training) when the study ends; "
+        "--n-trials 0 queues the best so far without running trials",
+    )
     run_stage(parser, main)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from repro_project import make_repro_project
 
 from depthseg.core.params import IndexParams, SplitParams
 from depthseg.data import layout
@@ -186,6 +187,14 @@ def make_zip() -> Callable[..., Path]:
 def make_folder() -> Callable[[Files, Path], Path]:
     """``make_folder(files, folder)``: write a release as a folder."""
     return write_folder
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A tiny repository copy after `dvc repro` with its results committed, and the environment
+    it ran in. Tests that change it work on a ``clone_project`` of it."""
+    project = tmp_path_factory.mktemp("project")
+    return project, make_repro_project(project)
 
 
 @pytest.fixture(scope="session")

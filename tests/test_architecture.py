@@ -24,7 +24,8 @@ ALLOWED = {
     "objectives": set(),
     "engine": {"core", "data", "models", "objectives"},
     "tracking": {"core", "data", "models", "objectives", "engine"},
-    "tuning": {"core", "data", "models", "objectives", "engine", "tracking"},
+    "experiments": {"core"},
+    "tuning": {"core", "data", "models", "objectives", "engine", "tracking", "experiments"},
     "stages": {"core", "data", "models", "objectives", "engine", "tracking"},
 }
 TRACKING_LIBRARIES = {"mlflow", "dvc", "optuna"}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from depthseg.core.params import Params, parse_params
+from depthseg.core.params import LOSS_PRESET_NAMES, Params, parse_params
 from depthseg.engine import compute
 from depthseg.engine.callbacks import EpochReport
 from depthseg.engine.compute import (
@@ -204,6 +204,10 @@ def test_only_fp16_on_cuda_scales_the_loss() -> None:
     assert ComputeSetup(cuda, torch.float16, torch.channels_last).scales_loss
     assert not ComputeSetup(cuda, torch.bfloat16, torch.channels_last).scales_loss
     assert not ComputeSetup(cpu, torch.float16, torch.channels_last).scales_loss
+
+
+def test_every_preset_the_schema_allows_has_weights() -> None:
+    assert tuple(LOSS_PRESETS) == LOSS_PRESET_NAMES
 
 
 def test_a_loss_preset_replaces_the_weights() -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,66 +16,9 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-
-REPO = Path(__file__).resolve().parents[2]
-PROJECT_FILES = [
-    "src", "dvc.yaml", "params.yaml", "MLproject", ".dvc/config", ".dvcignore", ".gitignore"
-]  # fmt: skip
-TINY = {
-    "data": {"synthetic": {"backgrounds": 6, "foregrounds": 3, "placements": 4, "image_size": 64}},
-    "model": {"width": 0.125},
-    "train": {"epochs": 2, "image_sizes": [32, 64], "batch_size": 8, "workers": 0},
-    "evaluate": {"prediction_images": 3},
-}
+from repro_project import clone_project, run
 
 pytestmark = pytest.mark.slow
-
-
-def _merge(base: dict, changes: dict) -> dict:
-    for key, value in changes.items():
-        if isinstance(value, dict):
-            _merge(base.setdefault(key, {}), value)
-        else:
-            base[key] = value
-    return base
-
-
-def run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-def copy_project(destination: Path, changes: dict) -> None:
-    for name in PROJECT_FILES:
-        source = REPO / name
-        target = destination / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, target)
-    params = yaml.safe_load((destination / "params.yaml").read_text())
-    (destination / "params.yaml").write_text(yaml.safe_dump(_merge(params, changes)))
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """A repository copy with tiny params after `dvc repro`, and the environment it ran in."""
-    project = tmp_path_factory.mktemp("project")
-    copy_project(project, TINY)
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'tracking.db'}",
-        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
-    }  # fmt: skip
-    run(["git", "init", "-q"], project, env)
-    run(["git", "add", "-A"], project, env)
-    run(["git", "commit", "-qm", "project"], project, env)
-    run(["dvc", "repro"], project, env)
-    return project, env
 
 
 def test_repro_writes_sane_metrics_and_is_then_up_to_date(pipeline) -> None:
@@ -142,8 +83,7 @@ def test_bad_params_stop_the_stage_with_the_key_named(pipeline, tmp_path: Path) 
 
 def test_evaluation_runs_on_real_modest_scenes(pipeline, modest_mini: Path, tmp_path) -> None:
     project, env = pipeline
-    copy = tmp_path / "project"
-    shutil.copytree(project, copy, symlinks=True)
+    copy = clone_project(project, tmp_path / "project")
     python = sys.executable
     run([python, "src/fetch.py", "-S", f"data.source=local data.path={modest_mini}"], copy, env)
     run([python, "src/index.py"], copy, env)
@@ -155,6 +95,31 @@ def test_evaluation_runs_on_real_modest_scenes(pipeline, modest_mini: Path, tmp_
     assert 0.0 <= metrics["mask_iou"] <= 1.0 and np.isfinite(metrics["depth_rmse"])
     shown = sorted(path.stem for path in (copy / "results/evaluate/predictions").glob("*.png"))
     assert len(shown) == 3 and all(name.startswith("bg0") for name in shown)
+
+
+def test_lr_find_writes_its_curve_records_a_run_and_applies_the_suggestion(
+    pipeline, tmp_path: Path
+) -> None:
+    project, env = pipeline
+    copy = clone_project(project, tmp_path / "project")
+    settings = "lr_find.iterations=30 lr_find.image_size=32 lr_find.end_lr=1.0"
+    printed = run([sys.executable, "src/lr_find.py", "-S", settings, "--apply"], copy, env).stdout
+    summary = json.loads((copy / "results/lr_find/summary.json").read_text())
+    curve = pd.read_csv(copy / "results/lr_find/curve.csv")
+    assert len(curve) == summary["iterations_run"] <= 30
+    assert (copy / "results/lr_find/curve.png").stat().st_size > 0
+    suggested = float(f"{summary['suggested_lr']:.2g}")
+    assert f"suggested lr {suggested:.2g}" in printed
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    assert params["train"]["optimizer"]["lr"] == suggested
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs(
+        [client.get_experiment_by_name("depthseg").experiment_id],
+        filter_string="tags.depthseg_job = 'lr_find'",
+    )
+    assert len(runs) == 1
+    history = client.get_metric_history(runs[0].info.run_id, "smoothed_loss")
+    assert [point.step for point in history] == list(range(1, len(curve) + 1))
 
 
 TINY_STUDY = [
@@ -185,12 +150,13 @@ def test_two_workers_started_together_share_one_new_study(pipeline, tmp_path: Pa
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 4
 
 
-def _wait_for_running_trial(storage: str, timeout: float = 120) -> None:
+def _wait_for_training_trial(storage: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             study = optuna.load_study(study_name="shared", storage=storage)
-            if any(t.state == optuna.trial.TrialState.RUNNING for t in study.trials):
+            # Params set: the trial has drawn its values and is training.
+            if any(t.state == optuna.trial.TrialState.RUNNING and t.params for t in study.trials):
                 return
         except KeyError:  # the study does not exist yet
             pass
@@ -214,7 +180,7 @@ def test_a_stopped_workers_trial_ends_failed_and_the_next_worker_goes_on(
         # A job started in the background inherits SIGINT ignored; a user's terminal does not.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    _wait_for_running_trial(storage)
+    _wait_for_training_trial(storage)
     worker.send_signal(stop)
     output = worker.communicate(timeout=120)[0]
     if stop == signal.SIGINT:  # Ctrl-C: a clean stop with the summary so far
@@ -243,25 +209,3 @@ def test_mlproject_entry_points_run_with_overrides(pipeline) -> None:
     assert run_record.data.params["train.epochs"] == "1"  # the override reached the training
     assert "test_mask_iou" in run_record.data.metrics  # evaluate added to the same run
     assert run_record.data.tags["mlflow.project.entryPoint"] == "train"
-
-
-def _param_sets(node: object):
-    """Every params.yaml content in `dvc exp show --json` output, wherever it sits."""
-    if isinstance(node, dict):
-        if isinstance(node.get("params.yaml"), dict):
-            yield node["params.yaml"].get("data", {})
-        for value in node.values():
-            yield from _param_sets(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _param_sets(value)
-
-
-def test_dvc_experiments_apply_and_show_param_changes(pipeline) -> None:
-    project, env = pipeline
-    run(["dvc", "exp", "run", "-S", "train.epochs=1", "-S", "train.image_sizes=[32]"], project, env)
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], project, env).stdout)
-    epochs = [params["train"]["epochs"] for params in _param_sets(shown) if "train" in params]
-    assert 1 in epochs and TINY["train"]["epochs"] in epochs  # the experiment and its baseline
-    history = pd.read_csv(project / "results/train/history.csv")
-    assert history["epoch"].tolist() == [1]

@@ -1,14 +1,15 @@
 """Typed schema of ``params.yaml``, validated when a stage starts.
 
 Every section mirrors a DVC stage (``data`` for fetch, ``index``, ``model``/``loss``/``train`` for
-train, ``evaluate``, ``tracking``, ``tune``). Unknown keys, wrong types and out-of-range values stop
-the stage with one line per problem that names the key and what is allowed.
+train, ``evaluate``) or a script outside the pipeline (``tune``, ``lr_find``); ``tracking`` is
+shared. Unknown keys, wrong types and out-of-range values stop the stage with one line per problem
+that names the key and what is allowed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -90,8 +91,13 @@ class MaskLossParams(Section):
     dice: NonNegative = 2.0
 
 
+#: The original's three combined losses (``objectives.losses.LOSS_PRESETS``), the winner first.
+LossPreset = Literal["rmse_bce_dice", "ssim_dice", "rmse_bce"]
+LOSS_PRESET_NAMES: tuple[str, ...] = get_args(LossPreset)
+
+
 class LossParams(Section):
-    preset: Literal["rmse_bce_dice", "ssim_dice", "rmse_bce"] | None = None
+    preset: LossPreset | None = None
     depth: DepthLossParams = DepthLossParams()
     mask: MaskLossParams = MaskLossParams()
 
@@ -209,6 +215,29 @@ class TuneParams(Section):
     space: dict[str, SearchDimension] = Field(default_factory=dict)
 
 
+class LRFindParams(Section):
+    """The LR range test (``python src/lr_find.py``); the original tried start 1e-7..1e-4, end
+    1..10 and 100..400 iterations."""
+
+    start_lr: Annotated[float, Field(gt=0.0)] = 1e-7
+    end_lr: Annotated[float, Field(gt=0.0, le=100.0)] = 10.0
+    iterations: Annotated[int, Field(ge=10)] = 100
+    # Exponential moving average of the loss: weight of the newest loss.
+    smoothing: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
+    # Stop once the smoothed loss exceeds this multiple of its minimum.
+    diverge_factor: Annotated[float, Field(gt=1.0)] = 4.0
+    image_size: Annotated[int, Field(ge=32, multiple_of=32)] = 64
+
+    @model_validator(mode="after")
+    def _range_grows(self) -> LRFindParams:
+        if not self.start_lr < self.end_lr:
+            raise ValueError(
+                f"lr_find.start_lr ({self.start_lr:g}) must be below lr_find.end_lr "
+                f"({self.end_lr:g})"
+            )
+        return self
+
+
 class Params(Section):
     data: DataParams = DataParams()
     index: IndexParams = IndexParams()
@@ -218,6 +247,7 @@ class Params(Section):
     evaluate: EvaluateParams = EvaluateParams()
     tracking: TrackingParams = TrackingParams()
     tune: TuneParams = TuneParams()
+    lr_find: LRFindParams = LRFindParams()
 
 
 def _section_keys(loc: tuple[int | str, ...]) -> list[str]:

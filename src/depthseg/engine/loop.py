@@ -96,30 +96,43 @@ class Trainer:
             pin_memory=self.setup.device.type == "cuda",
         )
 
+    def train_loader(self, epoch: int) -> DataLoader:
+        """The shuffled training batches of ``epoch`` (the order depends on the epoch alone)."""
+        return self._loader(self.train_set, epoch, shuffle=True)
+
+    def step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One optimizer step on ``batch``; return its loss (detached)."""
+        bg, bg_fg, depth, mask = self.setup.inputs(batch)
+        with self.setup.autocast():
+            depth_logits, mask_logits = self.model(bg, bg_fg)
+        loss, _ = self.loss(depth_logits, mask_logits, depth, mask)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach()
+
     def _train_epoch(self, epoch: int) -> tuple[float, float]:
         """Mean training loss and samples per second."""
         self.model.train()
-        loader = self._loader(self.train_set, epoch, shuffle=True)
         total_loss, samples = 0.0, 0
         started = time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch}/{self.config.epochs}", leave=False, disable=None)
+        bar = tqdm(
+            self.train_loader(epoch),
+            desc=f"epoch {epoch}/{self.config.epochs}",
+            leave=False,
+            disable=None,
+        )
         for batch in bar:
-            bg, bg_fg, depth, mask = self.setup.inputs(batch)
-            with self.setup.autocast():
-                depth_logits, mask_logits = self.model(bg, bg_fg)
-            loss, _ = self.loss(depth_logits, mask_logits, depth, mask)
+            loss = self.step(batch)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"the training loss became {loss.item()} in epoch {epoch}: lower "
                     "train.optimizer.lr or change the loss weights"
                 )
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
             self.schedule.batch_done()
-            total_loss += loss.item() * len(bg)
-            samples += len(bg)
+            total_loss += loss.item() * len(batch["bg"])
+            samples += len(batch["bg"])
             rate = samples / (time.perf_counter() - started)
             bar.set_postfix(loss=f"{total_loss / samples:.4f}", samples_s=f"{rate:.1f}")
         return total_loss / samples, samples / (time.perf_counter() - started)

@@ -42,7 +42,7 @@ def load_trained_model(setup: ComputeSetup) -> tuple[DSResNet, dict[str, Any]]:
     return model.to(setup.device, memory_format=setup.memory_format).eval(), card
 
 
-def evaluate(params: Params) -> dict[str, float]:
+def evaluate(params: Params) -> dict[str, Any]:
     """Metrics of the trained model on a split, per image too, and prediction images."""
     setup = ComputeSetup.from_params(params.train)
     model, card = load_trained_model(setup)
@@ -64,6 +64,7 @@ def evaluate(params: Params) -> dict[str, float]:
             "loss": result.loss,
             "scenes": len(rows),
             "image_size": size,
+            "mlflow_run_id": card["run_id"],
         }
         write_json(EVALUATE_METRICS, metrics)
         per_image = pd.concat(

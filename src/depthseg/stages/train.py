@@ -31,9 +31,8 @@ def train(params: Params, params_file: Path) -> dict[str, Any]:
     table, archive_path = read_index(INDEX_FILE)
     trainer = Trainer(params, table, archive_path, CHECKPOINT_DIR, callbacks=[log_epoch])
     data_fingerprint = fingerprint(INDEX_FILE)
-    with tracking.start_run(
-        params, run_id=trainer.extra.get("run_id"), tags={"data_fingerprint": data_fingerprint}
-    ) as run_id:
+    tags = {"data_fingerprint": data_fingerprint, **tracking.dvc_experiment_tags()}
+    with tracking.start_run(params, run_id=trainer.extra.get("run_id"), tags=tags) as run_id:
         trainer.extra["run_id"] = run_id
         tracking.log_artifact(params_file)
         started = time.perf_counter()
@@ -56,6 +55,7 @@ def train(params: Params, params_file: Path) -> dict[str, Any]:
             "best": trainer.best.metrics(),
             "final": history[-1].metrics(),
             "train_seconds": round(seconds, 1),
+            "mlflow_run_id": run_id,
         }
         write_json(TRAIN_METRICS, metrics)
         with replaced_atomically(TRAIN_HISTORY) as partial:

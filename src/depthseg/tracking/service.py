@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +19,9 @@ import mlflow
 import numpy as np
 import requests
 import torch
+from mlflow.entities import Metric
 from mlflow.models import ModelSignature
+from mlflow.tracking import MlflowClient
 from mlflow.types import Schema, TensorSpec
 
 from depthseg.core.errors import DepthsegError
@@ -43,8 +46,26 @@ class TrackingError(DepthsegError, RuntimeError):
     """The tracking store cannot be used; the message names it and says what to do."""
 
 
+def _dvc_root() -> Path | None:
+    """The repository DVC runs the stage for: a queued experiment runs in a temporary copy,
+    whose own mlflow.db and mlruns/ would be thrown away with it."""
+    root = os.environ.get("DVC_ROOT")
+    return Path(root).resolve() if root else None
+
+
 def tracking_uri(params: TrackingParams) -> str:
-    return params.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """``tracking.tracking_uri``, else MLFLOW_TRACKING_URI, else mlflow.db at the repository root
+    (the DVC root under DVC, else the working directory)."""
+    if params.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
+        return params.tracking_uri or os.environ["MLFLOW_TRACKING_URI"]
+    root = _dvc_root()
+    return f"sqlite:///{root / 'mlflow.db'}" if root else DEFAULT_TRACKING_URI
+
+
+def dvc_experiment_tags() -> dict[str, str]:
+    """The DVC experiment this stage runs for (``dvc exp run`` names it in the environment)."""
+    names = {"DVC_EXP_NAME": "dvc_experiment", "DVC_EXP_BASELINE_REV": "dvc_baseline_rev"}
+    return {tag: os.environ[variable] for variable, tag in names.items() if variable in os.environ}
 
 
 def _check_server(uri: str) -> None:
@@ -68,11 +89,19 @@ def connect(params: TrackingParams) -> str | None:
     if _LAUNCHED_BY_MLFLOW_RUN:
         return None  # MLflow takes the run and experiment that `mlflow run` chose
     try:
+        root = _dvc_root()
+        if root and uri == tracking_uri(TrackingParams()) and not _experiment_exists(params):
+            # Artifacts beside the store, not in the working directory of a temporary copy.
+            mlflow.create_experiment(params.experiment, (root / "mlruns").as_uri())
         return mlflow.set_experiment(params.experiment).experiment_id
     except Exception as error:  # any store failure: bad URI, locked or corrupt database
         raise TrackingError(
             f"cannot use the MLflow tracking store {uri}: {type(error).__name__}: {error}"
         ) from None
+
+
+def _experiment_exists(params: TrackingParams) -> bool:
+    return mlflow.get_experiment_by_name(params.experiment) is not None
 
 
 def git_commit() -> str:
@@ -164,3 +193,16 @@ def set_tags(tags: dict[str, str]) -> None:
 
 def log_params(params: dict[str, Any]) -> None:
     mlflow.log_params(params)
+
+
+def log_series(series: dict[str, list[float]]) -> None:
+    """Whole metric histories (value i at step i + 1) in one call to the store."""
+    timestamp = int(time.time() * 1000)
+    metrics = [
+        Metric(key, float(value), timestamp, step)
+        for key, values in series.items()
+        for step, value in enumerate(values, start=1)
+    ]
+    run = mlflow.active_run()
+    assert run is not None, "log_series needs an active run"
+    MlflowClient().log_batch(run.info.run_id, metrics=metrics)

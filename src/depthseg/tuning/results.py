@@ -13,6 +13,7 @@ import yaml
 
 from depthseg.core.files import replaced_atomically
 from depthseg.core.params import Params, apply_override, parse_params
+from depthseg.experiments import dvc_cli
 from depthseg.tracking import service as tracking
 from depthseg.tuning.objective import SCORE
 
@@ -126,3 +127,14 @@ def finish(study: optuna.Study, base: Params, folder: Path) -> None:
         print(f"best params: {folder / 'best_params.yaml'}\napply them with:\n  {command}")
     else:
         print("no trial has completed yet: nothing to write")
+
+
+def queue_best(study: optuna.Study) -> str | None:
+    """Queue the best trial's params as the DVC experiment ``tune-STUDY-TRIAL`` (a full
+    training with the workspace's params and the trial's values); None if none completed."""
+    best = best_trials(study)
+    if not best:
+        return None
+    name = f"tune-{study.study_name}-{best[0].number}"
+    dvc_cli.queue(name, best[0].params)
+    return name

@@ -1,0 +1,1 @@
+"""DVC experiments driven through the dvc command line: queue, run, compare."""

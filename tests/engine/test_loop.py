@@ -104,14 +104,29 @@ def test_resume_without_checkpoint_starts_from_the_first_epoch(tiny_index, tmp_p
     assert trainer.first_epoch == 1
 
 
-def test_best_checkpoint_follows_the_validation_loss(tiny_index, tmp_path: Path) -> None:
+def test_the_kept_epoch_is_the_best_among_those_at_the_final_size(
+    tiny_index, tmp_path: Path
+) -> None:
     table, archive = tiny_index
-    trainer = Trainer(tiny_params(), table, archive, tmp_path)
+    # Epoch 1 at 32 px, epochs 2-4 at 64 px: only the last three compete.
+    trainer = Trainer(tiny_params(epochs=4, image_sizes=[32, 64]), table, archive, tmp_path)
     history = trainer.fit()
-    best = min(history, key=lambda report: report.val_loss)
-    assert trainer.best is best
+    final_size = [report for report in history if report.image_size == 64]
+    assert [report.epoch for report in final_size] == [2, 3, 4]
+    assert trainer.best is min(final_size, key=lambda report: report.val_loss)
     saved = torch.load(tmp_path / "best.pt", weights_only=True)
-    assert saved["epoch"] == best.epoch
+    assert saved["epoch"] == trainer.best.epoch
+
+
+def test_keep_epoch_last_keeps_the_final_weights(tiny_index, tmp_path: Path) -> None:
+    table, archive = tiny_index
+    params = tiny_params(epochs=3, image_sizes=[32, 64], keep_epoch="last")
+    trainer = Trainer(params, table, archive, tmp_path)
+    trainer.fit()
+    final = weights(trainer)
+    assert trainer.best is trainer.history[-1]
+    trainer.load_best()
+    assert all(torch.equal(final[name], value) for name, value in weights(trainer).items())
 
 
 @pytest.mark.parametrize("scheduler", ["plateau", "onecycle", "none"])

@@ -52,6 +52,30 @@ def test_rmse_loss_by_hand() -> None:
     assert rmse_loss(target, target).item() == pytest.approx(1e-3)
 
 
+def test_rmse_loss_leaves_out_pixels_whose_depth_is_missing() -> None:
+    target = _image([0.3, 0.0, 0.1, 0.00005])  # the second and last are missing (<= 1e-4)
+    pred = _image([0.0, 0.9, 0.5, 0.7])
+    expected = math.sqrt((0.3**2 + 0.4**2) / 2 + 1e-6)
+    assert rmse_loss(pred, target).item() == pytest.approx(expected)
+    other = _image([0.0, 0.1, 0.5, 0.0])  # differs only where the depth is missing
+    assert rmse_loss(other, target).item() == pytest.approx(expected)
+    nothing_known = torch.zeros(1, 1, 1, 4)
+    assert rmse_loss(pred, nothing_known).item() == pytest.approx(1e-3)
+
+
+def test_ssim_loss_counts_only_windows_of_known_depth() -> None:
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(1, 1, 32, 32, generator=generator) * 0.8 + 0.1
+    pred = target + 0.05 * torch.rand(1, 1, 32, 32, generator=generator)
+    target[..., :, :12] = 0.0  # the left strip has no depth
+    changed = pred.clone()
+    changed[..., :, :12] = torch.rand(1, 1, 32, 12, generator=generator)
+    assert ssim_loss(changed, target).item() == pytest.approx(ssim_loss(pred, target).item())
+    whole = ssim(pred[..., :, 12:], target[..., :, 12:])  # the known part alone
+    assert ssim_loss(pred, target).item() == pytest.approx(1 - whole.item(), abs=1e-6)
+    assert ssim_loss(pred, torch.zeros_like(target)).item() == 0.0  # nothing known: no loss
+
+
 def test_ssim_of_an_image_with_itself_is_one() -> None:
     x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     assert ssim(x, x).item() == pytest.approx(1.0, abs=1e-5)

@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from depthseg.core.params import ParamsError, SyntheticParams, parse_params
 from depthseg.data import layout
 from depthseg.synthetic import SceneSpec, generate, placement_geometry, room_depth
+from depthseg.synthetic.look import render_room
+from depthseg.synthetic.room import room_geometry
 
 SMALL = SceneSpec(backgrounds=3, foregrounds=2, placements=4, image_size=64, seed=3)
 # Geometry checks run at the release's size, where JPEG blocks are small next to the figures.
@@ -232,6 +235,13 @@ def test_room_depth_is_normalised_and_dark_near_the_camera() -> None:
         ("image_size", 16),
         ("seed", -1),
         ("backgrounds", 2.5),
+        ("figure_fraction", (0.5, 0.5)),
+        ("figure_fraction", (0.01, 0.5)),
+        ("figure_fraction", (0.3, 0.5, 0.7)),
+        ("light_gain", (1.2, 1.0)),
+        ("light_gain", (0.5, 5.0)),
+        ("light_gain", "ab"),
+        ("palette", "neon"),
     ],
 )
 def test_invalid_spec_names_the_field(field: str, value: object) -> None:
@@ -246,3 +256,124 @@ def test_invalid_workers_and_indices_are_refused() -> None:
         room_depth(SMALL, SMALL.backgrounds + 1)
     with pytest.raises(ValueError, match="placement"):
         placement_geometry(SMALL, 1, 1, 0)
+
+
+# --- knobs: figure_fraction, light_gain, palette ------------------------------------------------
+
+KNOBS = SceneSpec(backgrounds=2, foregrounds=1, placements=2, image_size=64, seed=5)
+# Folders that light and palette leave alone: figures, scene masks and depth maps.
+UNCHANGED_BY_LOOKS = (layout.FG_DIR, layout.FG_MASK_DIR, layout.MASK_DIR, layout.DEPTH_DIR)
+
+
+@pytest.fixture(scope="module")
+def knobs_default() -> dict[str, bytes]:
+    return collect(KNOBS)
+
+
+def members(files: dict[str, bytes], folder: str) -> dict[str, bytes]:
+    found = {name: data for name, data in files.items() if name.startswith(f"{folder}/")}
+    assert found, folder
+    return found
+
+
+def mask_areas(files: dict[str, bytes]) -> list[int]:
+    masks = members(files, layout.MASK_DIR)
+    return [int((decode(data) > 127).sum()) for _, data in sorted(masks.items())]
+
+
+def background_means(files: dict[str, bytes]) -> list[float]:
+    backgrounds = members(files, layout.BG_DIR)
+    return [float(decode(data).mean()) for _, data in sorted(backgrounds.items())]
+
+
+def test_default_knobs_give_the_same_bytes_as_without_them(knobs_default: dict[str, bytes]) -> None:
+    # The old generator had no knobs: its constants were these values, and light drew nothing.
+    explicit = replace(KNOBS, figure_fraction=(0.33, 0.6), light_gain=(1.0, 1.0), palette="default")
+    assert collect(explicit) == knobs_default
+    from_params = SceneSpec(
+        **SyntheticParams(
+            backgrounds=2, foregrounds=1, placements=2, image_size=64, seed=5
+        ).model_dump()
+    )
+    assert from_params == KNOBS  # params' defaults are the spec's, lists become tuples
+    assert hash(from_params) == hash(KNOBS)
+
+
+def test_lower_figure_fraction_gives_smaller_figures(knobs_default: dict[str, bytes]) -> None:
+    small = collect(replace(KNOBS, figure_fraction=(0.15, 0.25)))
+    default_areas, small_areas = mask_areas(knobs_default), mask_areas(small)
+    assert max(small_areas) < min(default_areas), (small_areas, default_areas)
+    size = KNOBS.image_size
+    assert all(h <= 0.25 * size + 1 for *_, h in bboxes(small).values())
+    assert all(h >= 0.33 * size - 1 for *_, h in bboxes(knobs_default).values())
+
+
+@pytest.mark.parametrize(("gain", "darker"), [((0.5, 0.6), True), ((1.2, 1.6), False)])
+def test_light_gain_changes_the_light_and_nothing_else(
+    knobs_default: dict[str, bytes], gain: tuple[float, float], darker: bool
+) -> None:
+    lit = collect(replace(KNOBS, light_gain=gain))
+    for default_mean, lit_mean in zip(
+        background_means(knobs_default), background_means(lit), strict=True
+    ):
+        if darker:
+            assert lit_mean < 0.8 * default_mean, (lit_mean, default_mean)
+        else:
+            assert lit_mean > 1.1 * default_mean, (lit_mean, default_mean)
+    # The gain has its own random stream: geometry, figures, placements and masks stay.
+    for folder in UNCHANGED_BY_LOOKS:
+        assert members(lit, folder) == members(knobs_default, folder), folder
+    assert lit[layout.BBOX_FILE] == knobs_default[layout.BBOX_FILE]
+
+
+def test_light_gain_scales_the_light_without_shifting_other_draws() -> None:
+    # Same room, same look and the same sensor noise: only the light is scaled, by exactly 0.5.
+    room = room_geometry(KNOBS, 1)
+    plain = render_room(KNOBS, room, 1)
+    halved = render_room(replace(KNOBS, light_gain=(0.5, 0.5)), room, 1)
+    assert np.array_equal(halved.noise, plain.noise)
+    np.testing.assert_allclose(halved.tint, plain.tint * 0.5, rtol=1e-6)
+    lit = plain.rgb.astype(np.float32) - plain.noise
+    unclipped = (plain.rgb < 255).all(-1) & (halved.rgb > 0).all(-1)
+    expected = lit * 0.5 + plain.noise
+    assert unclipped.mean() > 0.5
+    assert np.abs(halved.rgb - expected)[unclipped].max() <= 1.0
+
+
+def test_alternate_palette_changes_the_colours_only(knobs_default: dict[str, bytes]) -> None:
+    alternate = collect(replace(KNOBS, palette="alternate"))
+    for name, data in members(knobs_default, layout.BG_DIR).items():
+        difference = np.abs(decode(alternate[name]).astype(int) - decode(data).astype(int))
+        assert difference.mean() > 10, (name, difference.mean())
+    for folder in UNCHANGED_BY_LOOKS:
+        assert members(alternate, folder) == members(knobs_default, folder), folder
+    assert alternate[layout.BBOX_FILE] == knobs_default[layout.BBOX_FILE]
+
+
+@pytest.mark.parametrize(
+    ("synthetic", "key"),
+    [
+        ({"figure_fraction": [0.6, 0.4]}, "data.synthetic.figure_fraction"),
+        ({"figure_fraction": [0.4, 0.4]}, "data.synthetic.figure_fraction"),
+        ({"figure_fraction": [0.01, 0.4]}, "data.synthetic.figure_fraction.0"),
+        ({"figure_fraction": [0.4]}, "data.synthetic.figure_fraction"),
+        ({"light_gain": [1.5, 1.0]}, "data.synthetic.light_gain"),
+        ({"light_gain": [1.0, 9.0]}, "data.synthetic.light_gain.1"),
+        ({"palette": "neon"}, "data.synthetic.palette"),
+    ],
+)
+def test_invalid_knob_params_name_the_key(synthetic: dict[str, object], key: str) -> None:
+    with pytest.raises(ParamsError) as caught:
+        parse_params({"data": {"synthetic": synthetic}}, source="params.yaml")
+    assert str(caught.value).startswith(f"params.yaml: {key}: "), str(caught.value)
+
+
+def test_valid_knob_params_reach_the_spec() -> None:
+    raw = {"figure_fraction": [0.2, 0.3], "light_gain": [1, 1.5], "palette": "alternate"}
+    params = parse_params({"data": {"synthetic": raw}})
+    spec = SceneSpec(**params.data.synthetic.model_dump())
+    assert (spec.figure_fraction, spec.light_gain, spec.palette) == (
+        (0.2, 0.3),
+        (1.0, 1.5),
+        "alternate",
+    )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from depthseg.core.errors import DepthsegError
 
@@ -37,6 +37,34 @@ class SyntheticParams(Section):
     placements: Annotated[int, Field(gt=0, multiple_of=2)] = 2
     image_size: Annotated[int, Field(ge=32, le=1024)] = 224
     seed: int = 0
+    # Knobs for deliberately different datasets (robustness checks); the defaults give the
+    # built-in one byte for byte. [low, high] range of figure height over image height: rooms
+    # have places for about 0.2 to 0.44, a range that misses those may stop generation; the low
+    # end also moves the plinths (beyond the farthest figure), so rooms change with it.
+    figure_fraction: Annotated[
+        list[Annotated[float, Field(ge=0.05, le=0.95)]], Field(min_length=2, max_length=2)
+    ] = [0.33, 0.6]
+    # [low, high] range of a gain on each room's light (and its figures'): < 1 darker, > 1
+    # brighter; [1, 1] leaves the rooms as they are.
+    light_gain: Annotated[
+        list[Annotated[float, Field(ge=0.2, le=3.0)]], Field(min_length=2, max_length=2)
+    ] = [1.0, 1.0]
+    # Colour tables and pattern sizes of walls, floors, doors...: "alternate" looks different.
+    palette: Literal["default", "alternate"] = "default"
+
+    @field_validator("figure_fraction")
+    @classmethod
+    def _low_below_high(cls, value: list[float]) -> list[float]:
+        if not value[0] < value[1]:
+            raise ValueError(f"expected [low, high] with low < high, got {value}")
+        return value
+
+    @field_validator("light_gain")
+    @classmethod
+    def _low_not_above_high(cls, value: list[float]) -> list[float]:
+        if not value[0] <= value[1]:
+            raise ValueError(f"expected [low, high] with low <= high, got {value}")
+        return value
 
 
 class DataParams(Section):
@@ -148,6 +176,10 @@ class TrainParams(Section):
     workers: Annotated[int, Field(ge=0)] = 1
     preview_images: Annotated[int, Field(ge=0, le=64)] = 8
     resume: bool = False
+    # Which epoch's weights become models/model.pt: "best", the lowest validation loss among the
+    # epochs trained (and validated) at the final image size, so that epochs are compared at one
+    # size; or "last", the final epoch (for schedules built to end there).
+    keep_epoch: Literal["best", "last"] = "best"
 
     def image_size(self, epoch: int) -> int:
         """Image size of ``epoch`` (counted from 1)."""

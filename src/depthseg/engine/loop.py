@@ -158,13 +158,22 @@ class Trainer:
                 time.perf_counter() - started,
             )  # fmt: skip
             self.history.append(report)
-            improved = self.best is None or report.val_loss < self.best.val_loss
-            if improved:
+            kept = self._keeps(report)
+            if kept:
                 self.best = report
-            self.checkpoints.save(self._state(epoch), improved)
+            self.checkpoints.save(self._state(epoch), kept)
             for callback in self.callbacks:
                 callback(self, report)
         return self.history
+
+    def _keeps(self, report: EpochReport) -> bool:
+        """Whether ``report``'s weights replace the kept ones (``train.keep_epoch``): only epochs
+        at the final size compete, so validation losses are compared at one image size."""
+        if report.image_size != self.config.image_size(self.config.epochs):
+            return False
+        if self.config.keep_epoch == "last" or self.best is None:
+            return True
+        return report.val_loss < self.best.val_loss
 
     def _state(self, epoch: int) -> dict[str, Any]:
         return {

@@ -15,6 +15,8 @@ from torch import Tensor, nn
 
 #: Keeps the gradient of sqrt finite when the error is exactly zero.
 RMSE_EPS = 1e-6
+#: Depth targets at or below this are missing (as in the reference project): no loss, no metric.
+MIN_VALID_DEPTH = 1e-4
 
 
 def bce_with_logits(mask_logits: Tensor, mask: Tensor) -> Tensor:
@@ -28,9 +30,16 @@ def dice_loss(prob: Tensor, target: Tensor, smooth: float = 1.0) -> Tensor:
     return 1 - (2 * intersection + smooth) / (prob.sum() + target.sum() + smooth)
 
 
+def valid_depth(target: Tensor) -> Tensor:
+    """1.0 where the true depth is known (above ``MIN_VALID_DEPTH``), else 0.0."""
+    return (target > MIN_VALID_DEPTH).to(target.dtype)
+
+
 def rmse_loss(pred: Tensor, target: Tensor) -> Tensor:
-    """``sqrt(mse + 1e-6)``."""
-    return torch.sqrt(F.mse_loss(pred, target) + RMSE_EPS)
+    """``sqrt(mse + 1e-6)`` over the pixels whose true depth is known (as the metrics)."""
+    valid = valid_depth(target)
+    squared = ((pred - target) ** 2 * valid).sum() / valid.sum().clamp(min=1.0)
+    return torch.sqrt(squared + RMSE_EPS)
 
 
 def _gaussian_window(size: int, sigma: float, like: Tensor) -> Tensor:
@@ -49,7 +58,12 @@ def _gaussian_blur_valid(x: Tensor, window: Tensor) -> Tensor:
 
 
 def ssim(
-    x: Tensor, y: Tensor, window: int = 11, sigma: float = 1.5, data_range: float = 1.0
+    x: Tensor,
+    y: Tensor,
+    window: int = 11,
+    sigma: float = 1.5,
+    data_range: float = 1.0,
+    weights: Tensor | None = None,
 ) -> Tensor:
     """Mean SSIM (Wang et al. 2004) of two ``N x C x H x W`` batches, as a 0-dim tensor.
 
@@ -57,6 +71,8 @@ def ssim(
     where the whole window fits count, as in scikit-image and pytorch-msssim), population
     (biased) variances, ``C1 = (0.01 L)^2`` and ``C2 = (0.03 L)^2``. Runs in float32 with autocast
     off: the variance ``E[x^2] - E[x]^2`` cancels catastrophically in half precision.
+    ``weights`` (0/1, the shape of ``x``) limits the mean to windows made only of weighted pixels;
+    with none, the SSIM is 1.
     """
     if x.shape != y.shape or x.dim() != 4:
         raise ValueError(
@@ -78,12 +94,20 @@ def ssim(
         cov_xy = _gaussian_blur_valid(x * y, kernel) - mu_x * mu_y
         luminance = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
         contrast_structure = (2 * cov_xy + c2) / (var_x + var_y + c2)
-        return (luminance * contrast_structure).mean()
+        similarity = luminance * contrast_structure
+        if weights is None:
+            return similarity.mean()
+        whole = (F.avg_pool2d(weights.float(), window, stride=1) > 1 - 1e-6).float()
+        count = whole.sum()
+        return torch.where(
+            count > 0, (similarity * whole).sum() / count.clamp(min=1.0), similarity.new_ones(())
+        )
 
 
 def ssim_loss(x: Tensor, y: Tensor) -> Tensor:
-    """``1 - ssim(x, y)`` with the default window (11, sigma 1.5, data range 1)."""
-    return 1 - ssim(x, y)
+    """``1 - ssim`` over windows whose true depth ``y`` is known everywhere (window 11, sigma
+    1.5, data range 1)."""
+    return 1 - ssim(x, y, weights=valid_depth(y))
 
 
 @dataclass(frozen=True)

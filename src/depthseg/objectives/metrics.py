@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-#: Depth targets at or below this are treated as missing (as in the reference project).
-MIN_VALID_DEPTH = 1e-4
+from depthseg.objectives.losses import MIN_VALID_DEPTH
+
 #: A mask pixel is foreground when its probability (or truth) is above this.
 MASK_THRESHOLD = 0.5
 DELTA_BASE = 1.25

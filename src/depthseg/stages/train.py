@@ -43,8 +43,10 @@ def train(params: Params, params_file: Path) -> dict[str, Any]:
         save_atomically(trainer.model.state_dict(), MODEL_WEIGHTS)
         card = {
             "width": params.model.width,
-            "image_size": history[-1].image_size,
+            # The size the kept weights were trained and chosen at; evaluate uses it.
+            "image_size": trainer.best.image_size,
             "best_epoch": trainer.best.epoch,
+            "keep_epoch": params.train.keep_epoch,
             "run_id": run_id,
             "data_fingerprint": data_fingerprint,
         }

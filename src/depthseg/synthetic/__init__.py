@@ -7,9 +7,9 @@ the floor of one room at a perspective-correct size, so the figure's depth is th
 at its feet.
 
 Modules, each importing only those above it: ``spec`` (what to generate, shared constants),
-``encoding`` (JPEG and PNG), ``room`` (geometry, ray casting, depth), ``look`` (textures,
-lighting, the background image), ``figures`` (the drawn people) and ``scenes`` (placing and
-compositing, ``generate``).
+``encoding`` (JPEG and PNG), ``room`` (geometry, ray casting, depth), ``palette`` (colour
+tables and pattern sizes), ``look`` (textures, lighting, the background image), ``figures`` (the
+drawn people) and ``scenes`` (placing and compositing, ``generate``).
 """
 
 from depthseg.synthetic.room import room_depth

@@ -1,5 +1,5 @@
-"""Room appearance: floor, wall and ceiling patterns, colours, wall items (paintings, doors,
-windows), albedo and illumination, and the rendered background image.
+"""Room appearance: floor, wall and ceiling patterns, colours (from the spec's palette), wall
+items (paintings, doors, windows), albedo and illumination, and the rendered background image.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from depthseg.synthetic.palette import PALETTES, Palette
 from depthseg.synthetic.room import (
     BACK,
     CEILING,
@@ -23,34 +24,13 @@ from depthseg.synthetic.room import (
     normalised_depth,
     room_view,
 )
-from depthseg.synthetic.spec import ROOM_LOOK, SceneSpec, jittered
+from depthseg.synthetic.spec import LIGHT_GAIN, ROOM_LOOK, SceneSpec, jittered
 
 _BG_SUPERSAMPLE = 2  # backgrounds are shaded at 2x and area-averaged: no aliased edges
 
 # How each surface maps the hit point (X, Y, Z) to texture coordinates.
 _S_IS_X = np.array([1, 1, 0, 0, 1, 0, 1, 1], bool)  # else s = Z
 _T_IS_Z = np.array([1, 1, 0, 0, 0, 0, 1, 0], bool)  # else t = Y (height)
-
-_WALL_COLOURS = np.array(
-    [
-        (236, 233, 226), (228, 218, 198), (205, 205, 200), (176, 180, 186), (120, 122, 128),
-        (150, 48, 50), (62, 96, 78), (52, 72, 112), (186, 146, 98), (214, 196, 170),
-        (90, 60, 70), (40, 44, 52),
-    ],
-    np.float32,
-)  # fmt: skip
-_FLOOR_COLOURS = np.array(
-    [
-        (152, 102, 62), (188, 148, 100), (112, 72, 44), (205, 198, 186), (150, 148, 142),
-        (70, 68, 66), (176, 160, 140), (120, 40, 36), (230, 226, 218), (40, 40, 44),
-    ],
-    np.float32,
-)  # fmt: skip
-_WOOD_COLOURS = _FLOOR_COLOURS[:3]
-_FRAME_COLOURS = np.array(
-    [(200, 160, 60), (30, 30, 30), (120, 80, 50), (240, 240, 240)], np.float32
-)
-_DOOR_COLOURS = np.array([(120, 80, 50), (70, 45, 30), (200, 200, 195), (60, 70, 80)], np.float32)
 
 
 @dataclass(frozen=True)
@@ -112,7 +92,7 @@ class _Look:
 
 def render_room(spec: SceneSpec, room: Room, bg_index: int) -> RoomImage:
     rng = np.random.default_rng([spec.seed, ROOM_LOOK, bg_index])
-    look = _look(rng, room)
+    look = _look(rng, room, PALETTES[spec.palette])
     size = spec.image_size
     albedo, glows = _albedo(look, room, room_view(room, size, _BG_SUPERSAMPLE))
     albedo = cv2.resize(albedo, (size, size), interpolation=cv2.INTER_AREA)
@@ -125,6 +105,9 @@ def render_room(spec: SceneSpec, room: Room, bg_index: int) -> RoomImage:
     light = illumination(look.lights, look.ambient, view.points, view.normals)
     exposure = look.brightness / float(np.median(light[glow < 0.5]))
     light = light * (1 - glow) + glow * (1.15 / exposure)
+    gain = _light_gain(spec, bg_index)
+    if gain is not None:  # the whole room, daylight in the windows too; figures follow the tint
+        exposure *= gain
     noise = rng.standard_normal((size, size, 3), dtype=np.float32) * look.noise_sigma
     rgb = albedo * (light[..., None] * look.tint * exposure) + noise
     return RoomImage(
@@ -137,8 +120,16 @@ def render_room(spec: SceneSpec, room: Room, bg_index: int) -> RoomImage:
     )
 
 
-def _look(rng: np.random.Generator, room: Room) -> _Look:
-    wall = jittered(rng, _WALL_COLOURS[rng.integers(len(_WALL_COLOURS))])
+def _light_gain(spec: SceneSpec, bg_index: int) -> float | None:
+    """The room's light gain; None for the default (1, 1), which draws nothing."""
+    low, high = spec.light_gain
+    if low == high == 1.0:
+        return None
+    return float(np.random.default_rng([spec.seed, LIGHT_GAIN, bg_index]).uniform(low, high))
+
+
+def _look(rng: np.random.Generator, room: Room, palette: Palette) -> _Look:
+    wall = jittered(rng, palette.walls[rng.integers(len(palette.walls))])
     n_lights = int(rng.integers(2, 5))
     lights = np.column_stack(
         [
@@ -149,16 +140,16 @@ def _look(rng: np.random.Generator, room: Room) -> _Look:
             rng.uniform(2.5, 6.0, n_lights),
         ]
     ).astype(np.float32)
-    ceiling = _ceiling_tiling(rng)
+    ceiling = _ceiling_tiling(rng, palette)
     return _Look(
-        floor=_floor_tiling(rng),
-        wall=_wall_tiling(rng, wall),
+        floor=_floor_tiling(rng, palette),
+        wall=_wall_tiling(rng, wall, palette),
         ceiling=ceiling,
         # Light panels are some of the coffers; a plain ceiling has none.
         ceiling_lights=float(rng.choice([0.0, 0.15, 0.4])) if ceiling.grout else 0.0,
-        box_colours=np.array([_box_colour(rng, box, wall) for box in room.boxes]).reshape(-1, 3),
+        box_colours=_box_colours(rng, room.boxes, wall, palette),
         bands=_wall_bands(rng, wall),
-        items=_wall_items(rng, room),
+        items=_wall_items(rng, room, palette),
         lut=rng.uniform(-1.0, 1.0, 256).astype(np.float32),  # size: a power of two
         blotches=np.column_stack(
             [rng.uniform(0.0, 0.06, 4), rng.uniform(-2.0, 2.0, (4, 2)), rng.uniform(0, 6.3, 4)]
@@ -171,49 +162,56 @@ def _look(rng: np.random.Generator, room: Room) -> _Look:
     )
 
 
-def _floor_tiling(rng: np.random.Generator) -> _Tiling:
-    kind = rng.integers(4)
+def _floor_tiling(rng: np.random.Generator, palette: Palette) -> _Tiling:
+    uniform = palette.floor_kinds is None  # the default palette's draw, kept byte for byte
+    kind = rng.integers(4) if uniform else rng.choice(4, p=palette.floor_kinds)
     angle = float(rng.choice([0.0, np.pi / 2, np.pi / 4]))
     if kind == 0:  # wooden planks, across or along the view
-        wood = jittered(rng, _WOOD_COLOURS[rng.integers(len(_WOOD_COLOURS))])
-        size = (rng.uniform(1.0, 3.0), rng.uniform(0.1, 0.22))
+        wood = jittered(rng, palette.woods[rng.integers(len(palette.woods))])
+        size = (rng.uniform(*palette.plank[0]), rng.uniform(*palette.plank[1]))
         angle = float(rng.choice([0.0, np.pi / 2]))
         return _Tiling(size, 0.37, 0.004, wood[None], wood * 0.55, 0.12, 0.06, angle)
-    first, second = (jittered(rng, c) for c in rng.choice(_FLOOR_COLOURS, 2, replace=False))
+    first, second = (jittered(rng, c) for c in rng.choice(palette.floors, 2, replace=False))
     if kind == 1:  # checkerboard tiles
-        side = rng.uniform(0.3, 0.8)
-        grout = jittered(rng, np.full(3, 120.0))
+        side = rng.uniform(*palette.checker)
+        grout = jittered(rng, palette.grout)
         return _Tiling((side, side), 0.0, 0.006, np.stack([first, second]), grout, 0.04, 0, angle)
     if kind == 2:  # stone slabs
-        size = (rng.uniform(0.6, 1.2), rng.uniform(0.4, 0.9))
+        size = (rng.uniform(*palette.slab[0]), rng.uniform(*palette.slab[1]))
         stagger = float(rng.choice([0.0, 0.5]))
         return _Tiling(size, stagger, 0.01, first[None], first * 0.7, 0.12, 0, angle)
     return _Tiling((1e3, 1e3), 0.0, 0.0, first[None], first, 0.0, 0, 0.0)  # concrete, carpet
 
 
-def _wall_tiling(rng: np.random.Generator, wall: np.ndarray) -> _Tiling:
-    kind = rng.choice(3, p=[0.6, 0.2, 0.2])
+def _wall_tiling(rng: np.random.Generator, wall: np.ndarray, palette: Palette) -> _Tiling:
+    kind = rng.choice(3, p=list(palette.wall_kinds))
     if kind == 1:  # stone blocks
-        size = (rng.uniform(0.5, 0.9), rng.uniform(0.25, 0.4))
+        size = (rng.uniform(*palette.block[0]), rng.uniform(*palette.block[1]))
         return _Tiling(size, 0.5, 0.012, wall[None], wall * 0.75, 0.08, 0, 0.0)
     if kind == 2:  # vertical panels
-        size = (rng.uniform(0.8, 2.0), 1e3)
+        size = (rng.uniform(*palette.panel), 1e3)
         return _Tiling(size, 0.0, 0.02, wall[None], wall * 0.8, 0.03, 0, 0.0)
     return _Tiling((1e3, 1e3), 0.0, 0.0, wall[None], wall, 0.0, 0, 0.0)
 
 
-def _ceiling_tiling(rng: np.random.Generator) -> _Tiling:
-    white = jittered(rng, np.full(3, 228.0), 0.06)
+def _ceiling_tiling(rng: np.random.Generator, palette: Palette) -> _Tiling:
+    white = jittered(rng, palette.ceiling, 0.06)
     if rng.random() < 0.5:
         return _Tiling((1e3, 1e3), 0.0, 0.0, white[None], white, 0.0, 0, 0.0)
     side = rng.uniform(1.0, 2.5)  # coffers
     return _Tiling((side, side), 0.0, side * 0.12, white[None], white * 0.8, 0.0, 0, 0.0)
 
 
-def _box_colour(rng: np.random.Generator, box: Box, wall: np.ndarray) -> np.ndarray:
-    if box.height > 2.5:  # pilaster: the wall's colour, a shade lighter or darker
-        return np.clip(wall * rng.uniform(0.85, 1.15), 0, 255)
-    return jittered(rng, np.array(rng.choice([235.0, 150.0, 40.0, 120.0])).repeat(3), 0.05)
+def _box_colours(
+    rng: np.random.Generator, boxes: tuple[Box, ...], wall: np.ndarray, palette: Palette
+) -> np.ndarray:
+    colours = []
+    for box in boxes:
+        if box.height > 2.5:  # pilaster: the wall's colour, a shade lighter or darker
+            colours.append(np.clip(wall * rng.uniform(0.85, 1.15), 0, 255))
+        else:
+            colours.append(jittered(rng, rng.choice(palette.boxes), 0.05))
+    return np.array(colours).reshape(-1, 3)
 
 
 def _wall_bands(rng: np.random.Generator, wall: np.ndarray) -> tuple[tuple[float, np.ndarray], ...]:
@@ -225,7 +223,7 @@ def _wall_bands(rng: np.random.Generator, wall: np.ndarray) -> tuple[tuple[float
     return tuple(bands)
 
 
-def _wall_items(rng: np.random.Generator, room: Room) -> tuple[_WallItem, ...]:
+def _wall_items(rng: np.random.Generator, room: Room, palette: Palette) -> tuple[_WallItem, ...]:
     """Paintings, doors and windows along each wall, left to right, not overlapping."""
     spans = {BACK: (-room.left, room.right), LEFT: (0.5, room.depth), RIGHT: (0.5, room.depth)}
     items = []
@@ -236,22 +234,28 @@ def _wall_items(rng: np.random.Generator, room: Room) -> tuple[_WallItem, ...]:
             width = rng.uniform(*((0.4, 2.0), (0.9, 1.8), (0.8, 2.0))[kind])
             if s + width > end - 0.2:
                 break
-            items.append(_wall_item(rng, kind, surface, s, width, room.ceiling))
+            items.append(_wall_item(rng, palette, kind, surface, s, width, room.ceiling))
             s += width + rng.uniform(0.3, 2.0)
     return tuple(items)
 
 
 def _wall_item(
-    rng: np.random.Generator, kind: int, surface: int, s0: float, width: float, ceiling: float
+    rng: np.random.Generator,
+    palette: Palette,
+    kind: int,
+    surface: int,
+    s0: float,
+    width: float,
+    ceiling: float,
 ) -> _WallItem:
-    frame_colour = jittered(rng, _FRAME_COLOURS[rng.integers(len(_FRAME_COLOURS))])
+    frame_colour = jittered(rng, palette.frames[rng.integers(len(palette.frames))])
     if kind == 0:  # painting, centred around eye height
         height = rng.uniform(0.4, min(1.6, ceiling - 2.0))
         t0 = rng.uniform(1.55, 1.85) - height / 2
         t1, frame, texture = t0 + height, rng.uniform(0.03, 0.1), _painting(rng)
     elif kind == 1:  # door
         t0, t1 = 0.0, rng.uniform(2.0, min(2.6, ceiling - 0.3))
-        frame, texture = rng.uniform(0.05, 0.1), _door(rng)
+        frame, texture = rng.uniform(0.05, 0.1), _door(rng, palette)
     else:  # window
         t0 = rng.uniform(0.8, 1.2)
         t1 = min(ceiling - 0.3, t0 + rng.uniform(1.2, 2.5))
@@ -274,8 +278,8 @@ def _painting(rng: np.random.Generator) -> np.ndarray:
     return np.clip(texture, 0, 255)
 
 
-def _door(rng: np.random.Generator) -> np.ndarray:
-    colour = jittered(rng, _DOOR_COLOURS[rng.integers(len(_DOOR_COLOURS))])
+def _door(rng: np.random.Generator, palette: Palette) -> np.ndarray:
+    colour = jittered(rng, palette.doors[rng.integers(len(palette.doors))])
     texture = np.empty((96, 96, 3), np.float32)
     texture[:] = colour
     darker = tuple(float(c) for c in colour * 0.7)

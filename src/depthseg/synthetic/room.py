@@ -9,13 +9,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from depthseg.synthetic.spec import (
-    FIGURE_FRACTION,
-    MAX_DEPTH_M,
-    ROOM_GEOMETRY,
-    SceneSpec,
-    check_range,
-)
+from depthseg.synthetic.spec import MAX_DEPTH_M, ROOM_GEOMETRY, SceneSpec, check_range
 
 # Surfaces a ray can hit.
 FLOOR, CEILING, LEFT, RIGHT, BACK, BOX_SIDE, BOX_TOP, BOX_FRONT = range(8)
@@ -68,9 +62,9 @@ def room_geometry(spec: SceneSpec, bg_index: int) -> Room:
     camera_height = rng.uniform(1.45, 1.75)
     depth = rng.uniform(10.0, 18.0)
     ceiling = rng.uniform(max(3.2, camera_height + 1.2), 7.0)
-    # The tallest figure extent (raised arm) is below 2.4 m: it shrinks to 25% of the image
-    # by this distance, so nothing stands beyond it.
-    figure_zone = min(depth - 1.5, 2.4 * focal / (FIGURE_FRACTION[0] * size))
+    # The tallest figure extent (raised arm) is below 2.4 m: it shrinks below the smallest
+    # figure fraction by this distance, so no figure stands beyond it.
+    figure_zone = min(depth - 1.5, 2.4 * focal / (spec.figure_fraction[0] * size))
     left, right = rng.uniform(2.5, 7.0, 2)
     boxes = _pilasters(rng, left, right, depth, ceiling) + _plinths(
         rng, left, right, depth, figure_zone

@@ -18,14 +18,7 @@ from depthseg.synthetic.encoding import jpeg
 from depthseg.synthetic.figures import Figure, figures
 from depthseg.synthetic.look import RoomImage, illumination, render_room
 from depthseg.synthetic.room import Room, room_geometry
-from depthseg.synthetic.spec import (
-    FIGURE_FRACTION,
-    MAX_DEPTH_M,
-    PLACEMENT,
-    Placement,
-    SceneSpec,
-    check_range,
-)
+from depthseg.synthetic.spec import MAX_DEPTH_M, PLACEMENT, Placement, SceneSpec, check_range
 
 _SIDE_MARGIN_M = 0.45  # feet stay this far from the side walls (pilasters protrude up to 0.3 m)
 
@@ -138,16 +131,16 @@ def _placements(
         room.right - _SIDE_MARGIN_M - widths / 2 * metres_per_px,
         (size - 1 - widths / 2 - room.cx) * metres_per_px,
     )
-    fits = (
-        (heights >= FIGURE_FRACTION[0] * size)
-        & (heights <= FIGURE_FRACTION[1] * size)
-        & (rows - heights >= 0)
-        & (distance <= room.figure_zone)
-        & (x_lo <= x_hi)
-    )
-    candidates = np.flatnonzero(fits)
+    placeable = (rows - heights >= 0) & (distance <= room.figure_zone) & (x_lo <= x_hi)
+    low, high = spec.figure_fraction
+    candidates = np.flatnonzero(placeable & (heights >= low * size) & (heights <= high * size))
     if not candidates.size:
-        raise RuntimeError(f"no room for fg {fg_index} in bg {bg_index}: {room}")
+        fractions = heights[placeable] / size
+        span = f"{fractions.min():.2f} to {fractions.max():.2f}" if fractions.size else "none"
+        raise RuntimeError(
+            f"no room for fg {fg_index} in bg {bg_index}: its height there can be {span} of "
+            f"the image's, outside figure_fraction {list(spec.figure_fraction)}: {room}"
+        )
     placements = []
     for k in range(1, spec.placements + 1):
         rng = np.random.default_rng([spec.seed, PLACEMENT, bg_index, fg_index, k])

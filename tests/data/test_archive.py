@@ -28,7 +28,7 @@ def _zipfile_listing(path: Path) -> dict[str, tuple[int, int, int]]:
     """name -> (header offset, size, method), as the standard library reads it."""
     with zipfile.ZipFile(path) as archive:
         return {
-            info.filename: (info.header_offset, info.compress_size, info.compress_type)
+            info.filename: (info.header_offset, info.compress_size, info.compress_type, info.CRC)
             for info in archive.infolist()
         }
 
@@ -175,11 +175,11 @@ def test_failed_write_leaves_no_partial_and_keeps_the_old_archive(
         _corrupt_member_data(source, layout.scene_member("bg003_fg001_01"))
         with pytest.raises(ArchiveError, match="not a readable zip"):
             repack_zip(source, dest)
-    assert not dest.with_name(dest.name + ".partial").exists()
     if existing is None:
-        assert not dest.exists()
+        assert not dest.parent.exists() or not any(dest.parent.iterdir())
     else:
         assert dest.read_bytes() == existing
+        assert list(dest.parent.iterdir()) == [dest]  # no temporary file left
 
 
 def _mark_end_record_as_zip64(path: Path) -> None:
@@ -272,3 +272,42 @@ def test_member_reader_reads_after_pickling(
         for member_name, m in members.items()
     )
     assert before == files[name]
+
+
+def test_a_symlink_inside_the_folder_is_followed_one_outside_is_refused(
+    make_release, make_folder, tmp_path: Path
+) -> None:
+    folder = make_folder(make_release(2), tmp_path / "release")
+    scene = folder / layout.scene_member("bg002_fg001_01")
+    copy = folder / "bg_fg" / "original.bin"
+    scene.rename(copy)
+    scene.symlink_to(copy)  # inside the folder: packed as the file it points to
+    dest = tmp_path / "modest.zip"
+    pack_folder(folder, dest)
+    with zipfile.ZipFile(dest) as packed:
+        assert packed.read(layout.scene_member("bg002_fg001_01")) == copy.read_bytes()
+    secret = tmp_path / "secret.jpeg"
+    secret.write_bytes(b"private")
+    scene.unlink()
+    scene.symlink_to(secret)
+    with pytest.raises(ArchiveError, match=r"symlink to .*secret\.jpeg, outside the dataset"):
+        pack_folder(folder, tmp_path / "other.zip")
+    assert not (tmp_path / "other.zip").exists()
+
+
+@pytest.mark.parametrize("form", ["folder", "zip"])
+def test_an_oversized_member_is_refused_before_anything_is_written(
+    make_release, make_folder, make_zip, tmp_path: Path, form: str
+) -> None:
+    files = make_release(2)
+    files[layout.depth_member("bg001_fg001_01_depth_map")] = b"\0" * 5000
+    dest = tmp_path / "modest.zip"
+    if form == "folder":
+        source = make_folder(files, tmp_path / "release")
+        pack = pack_folder
+    else:
+        source = make_zip(files, tmp_path / "in.zip", compression=zipfile.ZIP_DEFLATED)
+        pack = repack_zip
+    with pytest.raises(ArchiveError, match=r"bg001_fg001_01_depth_map\.jpeg is 5,000 bytes, over"):
+        pack(source, dest, limit=4000)
+    assert not dest.exists()

@@ -93,12 +93,14 @@ def test_sample_shapes_and_ranges(
     for index in (0, 7, 11):
         sample = dataset[index]
         assert {key: tuple(value.shape) for key, value in sample.items()} == {
+            "index": (),
             "bg": (3, size, size),
             "bg_fg": (3, size, size),
             "mask": (1, size, size),
             "depth": (1, size, size),
         }
-        assert all(value.dtype == torch.float32 for value in sample.values())
+        assert int(sample["index"]) == index
+        assert all(sample[key].dtype == torch.float32 for key in ("bg", "bg_fg", "mask", "depth"))
         assert set(sample["mask"].unique().tolist()) == {0.0, 1.0}
         assert 0.0 <= sample["depth"].min() < sample["depth"].max() <= 1.0
 

@@ -98,6 +98,53 @@ def test_resume_refuses_a_checkpoint_trained_with_other_params(tiny_index, tmp_p
         Trainer(tiny_params(**changed), table, archive, tmp_path)
 
 
+def interrupted_after_epoch_1(tiny_index, folder: Path, **train: object) -> None:
+    table, archive = tiny_index
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(tiny_params(**train), table, archive, folder, [StopAfter(1)]).fit()
+
+
+def test_auto_resume_continues_an_unfinished_run_and_restarts_a_finished_one(
+    tiny_index, tmp_path: Path
+) -> None:
+    table, archive = tiny_index
+    interrupted_after_epoch_1(tiny_index, tmp_path)
+    assert Trainer(tiny_params(resume="auto"), table, archive, tmp_path).first_epoch == 2
+    assert Trainer(tiny_params(resume=False), table, archive, tmp_path).first_epoch == 1
+    Trainer(tiny_params(resume="auto"), table, archive, tmp_path).fit()  # finishes epoch 2
+    assert Trainer(tiny_params(resume="auto"), table, archive, tmp_path).first_epoch == 1
+
+
+def test_auto_resume_starts_afresh_when_params_changed(tiny_index, tmp_path, capsys) -> None:
+    table, archive = tiny_index
+    interrupted_after_epoch_1(tiny_index, tmp_path)
+    other = tiny_params(resume="auto", optimizer={"name": "sgd", "lr": 0.02})
+    assert Trainer(other, table, archive, tmp_path).first_epoch == 1
+    assert "train.optimizer" in capsys.readouterr().out
+
+
+def test_onecycle_refuses_more_epochs_but_a_step_schedule_extends(tiny_index, tmp_path) -> None:
+    table, archive = tiny_index
+    onecycle = {"scheduler": {"name": "onecycle"}}
+    interrupted_after_epoch_1(tiny_index, tmp_path / "onecycle", **onecycle)
+    with pytest.raises(TrainingError, match=r"train\.epochs"):
+        Trainer(
+            tiny_params(epochs=3, resume=True, **onecycle), table, archive, tmp_path / "onecycle"
+        )
+    interrupted_after_epoch_1(tiny_index, tmp_path / "step")
+    longer = Trainer(tiny_params(epochs=3, resume=True), table, archive, tmp_path / "step")
+    assert longer.first_epoch == 2
+    assert [report.epoch for report in longer.fit()] == [1, 2, 3]
+
+
+def test_resume_refuses_a_checkpoint_of_other_data(tiny_index, tmp_path) -> None:
+    table, archive = tiny_index
+    interrupted_after_epoch_1(tiny_index, tmp_path)
+    reindexed = table.assign(split=table["split"].replace({"val": "test", "test": "val"}))
+    with pytest.raises(TrainingError, match=r"data\.fingerprint"):
+        Trainer(tiny_params(resume=True), reindexed, archive, tmp_path)
+
+
 def test_resume_without_checkpoint_starts_from_the_first_epoch(tiny_index, tmp_path) -> None:
     table, archive = tiny_index
     trainer = Trainer(tiny_params(resume=True), table, archive, tmp_path / "none")

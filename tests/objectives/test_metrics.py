@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from depthseg.objectives import metrics as metrics_module
 from depthseg.objectives.metrics import METRIC_NAMES, SegDepthMetrics
 
 
@@ -108,3 +109,21 @@ def test_reset_and_compute_before_update() -> None:
 def test_rejects_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match="N x 1 x H x W"):
         SegDepthMetrics().update(DEPTH_PRED, DEPTH_TRUE[:1], MASK_PROB, MASK_TRUE)
+
+
+def test_the_device_side_never_uses_float64(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MPS has no float64: per-batch sums stay float32; only the CPU accumulates in float64."""
+    made: list[torch.dtype] = []
+    original = metrics_module._per_image_sums
+
+    def recording(*tensors: torch.Tensor) -> torch.Tensor:
+        sums = original(*tensors)
+        made.append(sums.dtype)
+        return sums
+
+    monkeypatch.setattr(metrics_module, "_per_image_sums", recording)
+    half = torch.rand(2, 1, 8, 8).half()
+    metrics = SegDepthMetrics()
+    rows = metrics.update(half, half, half, half)
+    assert made == [torch.float32] and len(rows) == 2
+    assert metrics._totals.dtype == torch.float64

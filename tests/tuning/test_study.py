@@ -174,3 +174,14 @@ def test_a_journal_file_is_a_storage(workspace: Path, tiny_index) -> None:
     assert (workspace / "study.journal").stat().st_size > 0
     assert study.trials[0].state == State.COMPLETE
     assert mlflow.get_tracking_uri().startswith("sqlite:///")
+
+
+def test_a_persistent_fault_stops_the_study_after_three_failures(
+    workspace: Path, tiny_index
+) -> None:
+    # A budget of 1% of 16 training scenes leaves none: every trial fails the same way at once.
+    params = tiny_params(budget={"epochs": 1, "train_fraction": 0.01, "image_size": 32})
+    with pytest.raises(TuneError, match="3 trials in a row failed with TrainingError"):
+        study_in(workspace, params, tiny_index, n_trials=10)
+    study = optuna.load_study(study_name="depthseg", storage=f"sqlite:///{workspace / 'optuna.db'}")
+    assert [trial.state for trial in study.trials] == [State.FAIL] * 3

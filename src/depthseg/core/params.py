@@ -175,11 +175,16 @@ class TrainParams(Section):
     seed: int = 0
     workers: Annotated[int, Field(ge=0)] = 1
     preview_images: Annotated[int, Field(ge=0, le=64)] = 8
-    resume: bool = False
+    # Continue from models/checkpoints/last.pt: "auto" when it is unfinished and was trained
+    # with the same params and data (else start afresh, saying why); true: resume or refuse.
+    resume: Literal["auto"] | bool = "auto"
     # Which epoch's weights become models/model.pt: "best", the lowest validation loss among the
     # epochs trained (and validated) at the final image size, so that epochs are compared at one
     # size; or "last", the final epoch (for schedules built to end there).
     keep_epoch: Literal["best", "last"] = "best"
+    # A scene whose image cannot be read or decoded: stop with one line naming it, or skip it
+    # (counted as skipped_scenes in the history and MLflow); also used by evaluate.
+    on_bad_image: Literal["stop", "skip"] = "stop"
 
     def image_size(self, epoch: int) -> int:
         """Image size of ``epoch`` (counted from 1)."""
@@ -241,6 +246,8 @@ class TuneParams(Section):
     objective: Literal["score", "pareto"] = "score"
     seed: int = 0
     pruner: PrunerParams = PrunerParams()
+    # Stop the study after this many consecutive trials failing with the same error type.
+    max_consecutive_failures: PositiveInt = 3
     heartbeat_interval: PositiveInt = 30
     grace_period: PositiveInt = 120
     budget: TrialBudget = TrialBudget()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -41,6 +42,7 @@ class Member(NamedTuple):
     header_offset: int
     size: int
     method: int
+    crc: int  # CRC-32 of the member's bytes, as the central directory records it
 
 
 @contextmanager
@@ -95,27 +97,78 @@ def _layout_root(names: Iterable[str], source: Path) -> str:
     return roots[0]
 
 
-def pack_folder(source: Path, dest: Path, progress: Callable[[int], None] | None = None) -> int:
+#: No member of the release comes near this (images are tens of KB, file_map.txt of 400,000
+#: scenes about 20 MB): anything larger is a wrong file, or a zip bomb, and is refused.
+MAX_MEMBER_BYTES = 256 * 1024 * 1024
+
+
+def _check_size(name: str, size: int, source: Path, limit: int) -> None:
+    if size > limit:
+        raise ArchiveError(
+            f"{source}: {name} is {size:,} bytes, over the limit of {limit:,} bytes for one "
+            "member; it is not part of the MODEST layout: remove it from the dataset"
+        )
+
+
+def _folder_file(source: Path, root: Path, name: str) -> Path:
+    """``source/name``, a regular file; a symlink is followed only to a file inside the folder
+    (a link to a private file must not end up in the archive, or in a DVC remote)."""
+    path = source / name
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.is_relative_to(root):
+            raise ArchiveError(
+                f"{path} is a symlink to {target}, outside the dataset folder {root}; copy the "
+                "file into the folder (or remove the link) and fetch again"
+            )
+        path = target
+    return path
+
+
+def pack_folder(
+    source: Path,
+    dest: Path,
+    progress: Callable[[int], None] | None = None,
+    limit: int = MAX_MEMBER_BYTES,
+) -> int:
     """Pack a folder in the release layout into ``dest``; return the number of files."""
     if not (source / layout.FILE_MAP).is_file():
         raise ArchiveError(
             f"{source}: no {layout.FILE_MAP} in this folder; data.path must be the folder that "
             f"holds {', '.join(layout.FOLDERS)} and {layout.FILE_MAP}"
         )
+    root = source.resolve()
     names = [name for name in (layout.FILE_MAP, layout.BBOX_FILE) if (source / name).is_file()]
     for folder in layout.FOLDERS:
         if (source / folder).is_dir():
             with os.scandir(source / folder) as entries:
                 names += sorted(f"{folder}/{e.name}" for e in entries if e.is_file())
+    files = [_folder_file(source, root, name) for name in names]  # all refused before writing
     with atomic_zip(dest) as archive:
-        for name in names:
-            add_member(archive, name, (source / name).read_bytes())
+        for name, path in zip(names, files, strict=True):
+            _check_size(name, path.stat().st_size, source, limit)
+            add_member(archive, name, path.read_bytes())
             if progress:
                 progress(1)
     return len(names)
 
 
-def repack_zip(source: Path, dest: Path, progress: Callable[[int], None] | None = None) -> int:
+def _read_limited(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: Path, limit: int
+) -> bytes:
+    """A member's bytes, never more than ``limit`` of them whatever its header claims."""
+    with archive.open(info) as member:
+        data = member.read(limit + 1)
+    _check_size(info.filename, len(data), source, limit)
+    return data
+
+
+def repack_zip(
+    source: Path,
+    dest: Path,
+    progress: Callable[[int], None] | None = None,
+    limit: int = MAX_MEMBER_BYTES,
+) -> int:
     """Copy the layout members of any zip (deflated or not) into a stored zip at ``dest``."""
     try:
         with zipfile.ZipFile(source) as archive:
@@ -128,9 +181,11 @@ def repack_zip(source: Path, dest: Path, progress: Callable[[int], None] | None 
                 if name.startswith(root) and is_layout_member(name[len(root) :])
             ]
             selected.sort(key=lambda pair: pair[1])
+            for info, _ in selected:  # declared sizes: refuse before writing anything
+                _check_size(info.filename, info.file_size, source, limit)
             with atomic_zip(dest) as packed:
                 for info, name in selected:
-                    add_member(packed, name, archive.read(info))
+                    add_member(packed, name, _read_limited(archive, info, source, limit))
                     if progress:
                         progress(1)
     except (zipfile.BadZipFile, zipfile.LargeZipFile) as error:
@@ -185,8 +240,9 @@ def read_members(path: Path) -> dict[str, Member]:
         fields = unpack(directory, at)
         if fields[0] != b"PK\x01\x02":
             raise ArchiveError(f"{path}: damaged central directory at byte {cd_offset + at}")
-        method, size, raw_size, name_len, extra_len, comment_len, offset = (
-            fields[4], fields[8], fields[9], fields[10], fields[11], fields[12], fields[16]
+        method, crc, size, raw_size, name_len, extra_len, comment_len, offset = (
+            fields[4], fields[7], fields[8], fields[9], fields[10], fields[11], fields[12],
+            fields[16],
         )  # fmt: skip
         start = at + _CENTRAL_ENTRY.size
         name = directory[start : start + name_len].decode("utf-8", "replace")
@@ -201,7 +257,7 @@ def read_members(path: Path) -> dict[str, Member]:
                 size = next(values)
             if overflowing[2]:
                 offset = next(values)
-        members[name] = Member(offset, size, method)
+        members[name] = Member(offset, size, method, crc)
         at = start + name_len + extra_len + comment_len
     return members
 
@@ -231,6 +287,21 @@ class MemberReader:
             )
         name_len, extra_len = struct.unpack_from("<2H", header, 26)
         return os.pread(fd, size, header_offset + _LOCAL_HEADER_SIZE + name_len + extra_len)
+
+    def read_checked(self, header_offset: int, size: int, crc: int, name: str) -> bytes:
+        """The member's bytes, checked against its size and CRC-32 from the central directory."""
+        data = self.read(header_offset, size)
+        if len(data) != size:
+            raise ArchiveError(
+                f"{self.path}: {name} is cut short ({len(data)} of {size} bytes): the archive "
+                "is truncated; run `dvc repro fetch`"
+            )
+        if zlib.crc32(data) != crc:
+            raise ArchiveError(
+                f"{self.path}: {name} fails its CRC-32 check: the archive is damaged; run "
+                "`dvc repro fetch`"
+            )
+        return data
 
     def __getstate__(self) -> dict[str, object]:
         return {"path": self.path, "_fd": None, "_pid": -1}

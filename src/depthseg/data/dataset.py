@@ -12,16 +12,28 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from depthseg.core.errors import DepthsegError
 from depthseg.data import layout
-from depthseg.data.archive import MemberReader
+from depthseg.data.archive import ArchiveError, MemberReader
 from depthseg.data.transforms import depth_tensor, image_tensor, mask_tensor
 
 
 class ImageError(DepthsegError, ValueError):
-    """An image of the dataset cannot be decoded; the message names it."""
+    """An image of the dataset cannot be used; the one-line message names the scene and member.
+
+    A DataLoader worker's error reaches the main process as ``ImageError(worker traceback)``;
+    only its last line, the message itself, is kept.
+    """
+
+    def __init__(self, message: str) -> None:
+        last_line = message.strip().splitlines()[-1] if message.strip() else message
+        super().__init__(last_line.split("ImageError: ", 1)[-1])
+
+
+#: What Pillow raises for a truncated file, a broken data stream or a bad PNG chunk.
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 def decode_image(data: bytes, size: int, mode: str, name: str) -> np.ndarray:
@@ -31,7 +43,7 @@ def decode_image(data: bytes, size: int, mode: str, name: str) -> np.ndarray:
             # JPEG decoders can scale by 1/2, 1/4, 1/8 while decoding: far cheaper than resizing.
             image.draft(mode, (size, size))
             pixels = np.asarray(image.convert(mode))
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
+    except DECODE_ERRORS as error:
         raise ImageError(
             f"{name}: cannot decode this image ({error}); the file is corrupt"
         ) from None
@@ -50,10 +62,11 @@ class SceneDataset(Dataset[dict[str, torch.Tensor]]):
         image_size: int,
         augmentation: A.Compose | None = None,
         seed: int = 0,
+        skip_bad: bool = False,
     ) -> None:
         self.scenes = table["scene"].to_numpy()
         self.ranges = {
-            kind: table[[f"{kind}_offset", f"{kind}_size"]].to_numpy(np.int64)
+            kind: table[[f"{kind}_offset", f"{kind}_size", f"{kind}_crc"]].to_numpy(np.int64)
             for kind in layout.IMAGE_KINDS
         }
         self.names = {kind: table[kind].to_numpy() for kind in layout.IMAGE_KINDS}
@@ -61,6 +74,7 @@ class SceneDataset(Dataset[dict[str, torch.Tensor]]):
         self.image_size = image_size
         self.augmentation = augmentation
         self.seed = seed
+        self.skip_bad = skip_bad
         # Set before each epoch; workers are started afresh every epoch and copy it.
         self.epoch = 0
 
@@ -68,17 +82,27 @@ class SceneDataset(Dataset[dict[str, torch.Tensor]]):
         return len(self.scenes)
 
     def _read(self, kind: str, index: int, mode: str) -> np.ndarray:
-        offset, size = self.ranges[kind][index]
-        name = f"{self.reader.path}:{self.names[kind][index]}"
-        return decode_image(self.reader.read(int(offset), int(size)), self.image_size, mode, name)
+        offset, size, crc = (int(value) for value in self.ranges[kind][index])
+        name = self.names[kind][index]
+        try:
+            data = self.reader.read_checked(offset, size, crc, name)
+        except ArchiveError as error:
+            raise ImageError(str(error)) from None
+        return decode_image(data, self.image_size, mode, f"{self.reader.path}:{name}")
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        images = {
-            "image": self._read("bg", index, "RGB"),
-            "bg_fg": self._read("bg_fg", index, "RGB"),
-            "mask": self._read("mask", index, "L"),
-            "depth": self._read("depth", index, "L"),
-        }
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor] | None:
+        """The scene's tensors; None for a bad scene when ``skip_bad`` (see ``collate_scenes``)."""
+        try:
+            images = {
+                "image": self._read("bg", index, "RGB"),
+                "bg_fg": self._read("bg_fg", index, "RGB"),
+                "mask": self._read("mask", index, "L"),
+                "depth": self._read("depth", index, "L"),
+            }
+        except ImageError as error:
+            if self.skip_bad:
+                return None
+            raise ImageError(f"scene {self.scenes[index]}: {error}") from None
         if self.augmentation is not None:
             # Seeded per scene and epoch: the same draws whatever the number of workers. One
             # generator shared by all transforms: set_random_seed would give each transform its
@@ -87,8 +111,17 @@ class SceneDataset(Dataset[dict[str, torch.Tensor]]):
             self.augmentation.set_random_state(np.random.default_rng(seed), random.Random(seed))
             images = self.augmentation(**images)
         return {
+            "index": torch.tensor(index),
             "bg": image_tensor(images["image"], layout.BG_MEAN, layout.BG_STD),
             "bg_fg": image_tensor(images["bg_fg"], layout.BG_FG_MEAN, layout.BG_FG_STD),
             "mask": mask_tensor(images["mask"]),
             "depth": depth_tensor(images["depth"]),
         }
+
+
+def collate_scenes(samples: list[dict[str, torch.Tensor] | None]) -> dict[str, torch.Tensor]:
+    """A batch of the scenes that could be read, and ``skipped``: how many could not."""
+    kept = [sample for sample in samples if sample is not None]
+    batch: dict[str, torch.Tensor] = default_collate(kept) if kept else {}
+    batch["skipped"] = torch.tensor(len(samples) - len(kept))
+    return batch

@@ -112,6 +112,7 @@ def locate_images(
         table[kind] = names
         table[f"{kind}_offset"] = [m.header_offset if m else -1 for m in found]
         table[f"{kind}_size"] = [m.size if m else -1 for m in found]
+        table[f"{kind}_crc"] = [m.crc if m else -1 for m in found]
         missing |= absent
     return table.loc[~missing].reset_index(drop=True)
 
@@ -183,7 +184,11 @@ def build_index(archive_path: Path, params: IndexParams) -> tuple[pd.DataFrame, 
 
 _COLUMNS = [
     "scene", "bg_id", "fg_id", "placement",
-    *[f"{kind}{suffix}" for kind in layout.IMAGE_KINDS for suffix in ("", "_offset", "_size")],
+    *[
+        f"{kind}{suffix}"
+        for kind in layout.IMAGE_KINDS
+        for suffix in ("", "_offset", "_size", "_crc")
+    ],
     "bbox_x", "bbox_y", "bbox_w", "bbox_h", "split",
 ]  # fmt: skip
 

@@ -20,6 +20,7 @@ class EpochReport:
     val: dict[str, float]
     samples_per_s: float
     seconds: float
+    skipped_scenes: int = 0  # train and val scenes whose images could not be read
 
     def metrics(self) -> dict[str, float]:
         """Flat metrics of the epoch, as MLflow and the history file record them."""
@@ -31,6 +32,7 @@ class EpochReport:
             "image_size": self.image_size,
             "samples_per_s": self.samples_per_s,
             "epoch_seconds": self.seconds,
+            "skipped_scenes": self.skipped_scenes,
         }
 
 

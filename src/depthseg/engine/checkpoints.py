@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 from depthseg.core.files import replaced_atomically
@@ -21,18 +23,34 @@ def save_atomically(payload: Any, path: Path) -> None:
         torch.save(payload, partial)
 
 
-def resume_key(params: Params) -> dict[str, Any]:
-    """What must not change between a run and its resumption."""
-    train = params.train.model_dump(exclude={"epochs", "resume", "workers", "device"})
-    return {"model": params.model.model_dump(), "loss": params.loss.model_dump(), "train": train}
+def data_fingerprint(table: pd.DataFrame) -> str:
+    """Which scenes, in which splits: a re-index with another split gives another value."""
+    rows = (table["scene"] + ":" + table["split"]).str.cat(sep="\n")
+    return hashlib.md5(rows.encode()).hexdigest()[:12]
+
+
+def resume_key(params: Params, data: str) -> dict[str, Any]:
+    """What must not change between a run and its resumption. ``train.epochs`` may grow for
+    every schedule but OneCycle, whose shape is fixed by the total number of steps."""
+    exclude = {"resume", "workers", "device", "preview_images"}
+    if params.train.scheduler.name != "onecycle":
+        exclude.add("epochs")
+    train = params.train.model_dump(exclude=exclude)
+    return {
+        "model": params.model.model_dump(),
+        "loss": params.loss.model_dump(),
+        "train": train,
+        "data": {"fingerprint": data},
+    }
 
 
 class Checkpoints:
-    """``last.pt`` and ``best.pt`` in ``folder``, for a training with ``params``."""
+    """``last.pt`` and ``best.pt`` in ``folder``, for a training with ``params`` on ``data``."""
 
-    def __init__(self, folder: Path, params: Params) -> None:
+    def __init__(self, folder: Path, params: Params, data: str) -> None:
         self.folder = folder
-        self.key = resume_key(params)
+        self.key = resume_key(params, data)
+        self.epochs = params.train.epochs
 
     @property
     def last(self) -> Path:
@@ -48,25 +66,42 @@ class Checkpoints:
             )
         save_atomically({**state, "resume_key": self.key}, self.last)
 
-    def load_last(self, device: torch.device) -> dict[str, Any] | None:
-        """The last checkpoint's state, or None when there is none; refuse one of other params."""
-        if not self.last.is_file():
-            print(f"train.resume: no checkpoint at {self.last}, starting from epoch 1")
+    def _changed(self, saved: dict[str, Any]) -> list[str]:
+        return sorted(
+            f"{section}.{key}"
+            for section, values in self.key.items()
+            for key, value in values.items()
+            if saved.get(section, {}).get(key) != value
+        )
+
+    def resumable(self, device: torch.device, mode: str | bool) -> dict[str, Any] | None:
+        """The last checkpoint's state to continue from, or None to start at epoch 1.
+
+        ``mode`` is ``train.resume``: False never resumes; True resumes or refuses a checkpoint
+        of other params or data; "auto" resumes an unfinished compatible one, else starts afresh.
+        """
+        if mode is False:
             return None
-        state = torch.load(self.last, map_location=device, weights_only=False)
-        saved = state["resume_key"]
-        if saved != self.key:
-            changed = sorted(
-                f"{section}.{key}"
-                for section, values in self.key.items()
-                for key, value in values.items()
-                if saved[section].get(key) != value
-            )
+        if not self.last.is_file():
+            if mode is True:
+                print(f"train.resume: no checkpoint at {self.last}, starting from epoch 1")
+            return None
+        state = torch.load(self.last, map_location=device, weights_only=True)
+        changed = self._changed(state["resume_key"])
+        if changed and mode is True:
             raise TrainingError(
                 f"cannot resume from {self.last}: it was trained with other values of "
                 f"{', '.join(changed)}; restore them or set train.resume: false"
             )
+        if changed:
+            print(f"train.resume auto: {self.last} has other {', '.join(changed)}; starting afresh")
+            return None
+        if mode == "auto" and state["epoch"] >= self.epochs:
+            print(f"train.resume auto: {self.last} is a finished run; starting afresh")
+            return None
         return state
 
     def best_weights(self, device: torch.device) -> dict[str, torch.Tensor]:
-        return torch.load(self.folder / BEST_CHECKPOINT, map_location=device)["model"]
+        return torch.load(self.folder / BEST_CHECKPOINT, map_location=device, weights_only=True)[
+            "model"
+        ]

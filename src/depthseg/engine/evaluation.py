@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from depthseg.engine.compute import ComputeSetup
+from depthseg.engine.compute import ComputeSetup, TrainingError
 from depthseg.objectives.losses import JointLoss
 from depthseg.objectives.metrics import SegDepthMetrics
 
@@ -17,7 +17,10 @@ from depthseg.objectives.metrics import SegDepthMetrics
 class SplitResult:
     loss: float
     metrics: dict[str, float]
+    #: One row per scene evaluated, with its dataset ``index`` (when asked).
     per_image: list[dict[str, float]] = field(default_factory=list)
+    #: Scenes left out because an image could not be read (``train.on_bad_image: skip``).
+    skipped: int = 0
 
 
 def evaluate_split(
@@ -31,8 +34,11 @@ def evaluate_split(
     model.eval()
     metrics = SegDepthMetrics()
     images: list[dict[str, float]] = []
-    total_loss, samples = 0.0, 0
+    total_loss, samples, skipped = 0.0, 0, 0
     for batch in loader:
+        skipped += int(batch["skipped"])
+        if "bg" not in batch:  # every scene of the batch was skipped
+            continue
         bg, bg_fg, depth, mask = setup.inputs(batch)
         with torch.no_grad(), setup.autocast():
             depth_logits, mask_logits = model(bg, bg_fg)
@@ -43,5 +49,10 @@ def evaluate_split(
             torch.sigmoid(depth_logits.float()), depth, torch.sigmoid(mask_logits.float()), mask
         )
         if per_image:
-            images += rows
-    return SplitResult(total_loss / samples, metrics.compute(), images)
+            images += [
+                {"index": int(index), **row}
+                for index, row in zip(batch["index"], rows, strict=True)
+            ]
+    if samples == 0:
+        raise TrainingError(f"no scene of the split could be read ({skipped} skipped)")
+    return SplitResult(total_loss / samples, metrics.compute(), images, skipped)

@@ -19,10 +19,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from depthseg.core.params import Params, TrainParams
-from depthseg.data.dataset import SceneDataset
+from depthseg.data.dataset import SceneDataset, collate_scenes
 from depthseg.data.transforms import build_augmentation
 from depthseg.engine.callbacks import EpochCallback, EpochReport
-from depthseg.engine.checkpoints import Checkpoints
+from depthseg.engine.checkpoints import Checkpoints, data_fingerprint
 from depthseg.engine.compute import ComputeSetup, TrainingError
 from depthseg.engine.evaluation import SplitResult, evaluate_split
 from depthseg.engine.recipe import LRSchedule, build_loss, build_optimizer
@@ -59,14 +59,16 @@ class Trainer:
                 "scenes; training needs at least 2 and 1: check index.split and the data"
             )
         first_size = self.config.image_size(1)
+        skip_bad = self.config.on_bad_image == "skip"
         self.train_set = SceneDataset(
             train_rows,
             archive_path,
             first_size,
             build_augmentation(self.config.augment),
             self.config.seed,
+            skip_bad,
         )
-        self.val_set = SceneDataset(val_rows, archive_path, first_size)
+        self.val_set = SceneDataset(val_rows, archive_path, first_size, skip_bad=skip_bad)
         torch.manual_seed(self.config.seed)
         self.model = DSResNet(params.model.width).to(
             self.setup.device, memory_format=self.setup.memory_format
@@ -76,12 +78,14 @@ class Trainer:
         steps_per_epoch = max(1, len(self.train_set) // self.config.batch_size)
         self.schedule = LRSchedule(self.optimizer, self.config, steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.setup.device.type, enabled=self.setup.scales_loss)
-        self.checkpoints = Checkpoints(checkpoint_dir, params)
+        self.checkpoints = Checkpoints(
+            checkpoint_dir, params, data_fingerprint(pd.concat([train_rows, val_rows]))
+        )
         self.history: list[EpochReport] = []
         self.best: EpochReport | None = None
         #: Anything the caller wants kept in checkpoints (the MLflow run id).
         self.extra: dict[str, Any] = {}
-        self.first_epoch = self._resume() if self.config.resume else 1
+        self.first_epoch = self._resume()
 
     def _loader(self, dataset: SceneDataset, epoch: int, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.config.seed * 10_007 + epoch)
@@ -94,6 +98,7 @@ class Trainer:
             num_workers=self.config.workers,
             generator=generator,
             pin_memory=self.setup.device.type == "cuda",
+            collate_fn=collate_scenes,
         )
 
     def train_loader(self, epoch: int) -> DataLoader:
@@ -112,10 +117,10 @@ class Trainer:
         self.scaler.update()
         return loss.detach()
 
-    def _train_epoch(self, epoch: int) -> tuple[float, float]:
-        """Mean training loss and samples per second."""
+    def _train_epoch(self, epoch: int) -> tuple[float, float, int]:
+        """Mean training loss, samples per second and scenes skipped."""
         self.model.train()
-        total_loss, samples = 0.0, 0
+        total_loss, samples, skipped = 0.0, 0, 0
         started = time.perf_counter()
         bar = tqdm(
             self.train_loader(epoch),
@@ -124,6 +129,9 @@ class Trainer:
             disable=None,
         )
         for batch in bar:
+            skipped += int(batch["skipped"])
+            if "bg" not in batch:  # every scene of the batch was skipped
+                continue
             loss = self.step(batch)
             if not torch.isfinite(loss):
                 raise TrainingError(
@@ -135,7 +143,9 @@ class Trainer:
             samples += len(batch["bg"])
             rate = samples / (time.perf_counter() - started)
             bar.set_postfix(loss=f"{total_loss / samples:.4f}", samples_s=f"{rate:.1f}")
-        return total_loss / samples, samples / (time.perf_counter() - started)
+        if samples == 0:
+            raise TrainingError(f"no training scene could be read in epoch {epoch}")
+        return total_loss / samples, samples / (time.perf_counter() - started), skipped
 
     def validate(self, epoch: int) -> SplitResult:
         return evaluate_split(
@@ -150,12 +160,12 @@ class Trainer:
                 dataset.epoch = epoch
             started = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
-            train_loss, rate = self._train_epoch(epoch)
+            train_loss, rate, skipped = self._train_epoch(epoch)
             val = self.validate(epoch)
             self.schedule.epoch_done(val.loss)
             report = EpochReport(
                 epoch, size, lr, train_loss, val.loss, val.metrics, rate,
-                time.perf_counter() - started,
+                time.perf_counter() - started, skipped + val.skipped,
             )  # fmt: skip
             self.history.append(report)
             kept = self._keeps(report)
@@ -189,7 +199,7 @@ class Trainer:
 
     def _resume(self) -> int:
         """Load the last checkpoint; return the first epoch still to run."""
-        state = self.checkpoints.load_last(self.setup.device)
+        state = self.checkpoints.resumable(self.setup.device, self.config.resume)
         if state is None:
             return 1
         self.model.load_state_dict(state["model"])

@@ -7,10 +7,9 @@ import numpy as np
 import torch
 from matplotlib import colormaps
 from torch import nn
-from torch.utils.data import default_collate
 
 from depthseg.data import layout
-from depthseg.data.dataset import SceneDataset
+from depthseg.data.dataset import SceneDataset, collate_scenes
 from depthseg.engine.compute import ComputeSetup
 
 _DEPTH_COLOURS = (colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
@@ -64,9 +63,11 @@ def evenly_spaced(count: int, wanted: int) -> np.ndarray:
 
 def predict_scenes(
     model: nn.Module, dataset: SceneDataset, indices: np.ndarray, setup: ComputeSetup
-) -> np.ndarray:
-    """The prediction grid of the scenes ``indices`` of ``dataset``."""
-    batch = default_collate([dataset[int(i)] for i in indices])
+) -> np.ndarray | None:
+    """The prediction grid of the scenes ``indices`` of ``dataset`` (None if none is readable)."""
+    batch = collate_scenes([dataset[int(i)] for i in indices])
+    if "bg" not in batch:  # none of them could be read
+        return None
     bg, bg_fg, depth, mask = setup.inputs(batch)
     depth_pred, mask_prob = setup.predict(model, bg, bg_fg)
     return prediction_grid(bg_fg, mask, mask_prob, depth, depth_pred)

@@ -1,9 +1,9 @@
 """Streaming mask and depth metrics over a whole split, pooled over pixels and per image.
 
-Each batch is reduced on its device to a few float64 sums per image; only those move to the CPU,
-where they are accumulated. Dataset-level values are ratios of the pooled sums (the soft IoU,
-following the reference project, is the mean of per-image values), so they do not depend on how
-the split is cut into batches.
+Each batch is reduced on its device to a few float32 sums per image (MPS has no float64); only
+those move to the CPU, where they become float64 and are accumulated. Dataset-level values are
+ratios of the pooled sums (the soft IoU, following the reference project, is the mean of
+per-image values), so they do not depend on how the split is cut into batches.
 """
 
 from __future__ import annotations
@@ -49,12 +49,12 @@ _SUM_NAMES = (
 def _per_image_sums(
     depth_pred: Tensor, depth_true: Tensor, mask_prob: Tensor, mask_true: Tensor
 ) -> Tensor:
-    """``N x len(_SUM_NAMES)`` float64 sums, computed on the inputs' device."""
-    depth_pred, depth_true = depth_pred.double(), depth_true.double()
-    mask_prob, mask_true = mask_prob.double(), mask_true.double()
-    pred_fg = (mask_prob > MASK_THRESHOLD).double()
-    true_fg = (mask_true > MASK_THRESHOLD).double()
-    valid = (depth_true > MIN_VALID_DEPTH).double()
+    """``N x len(_SUM_NAMES)`` float32 sums, computed on the inputs' device."""
+    depth_pred, depth_true = depth_pred.float(), depth_true.float()
+    mask_prob, mask_true = mask_prob.float(), mask_true.float()
+    pred_fg = (mask_prob > MASK_THRESHOLD).float()
+    true_fg = (mask_true > MASK_THRESHOLD).float()
+    valid = (depth_true > MIN_VALID_DEPTH).float()
     abs_error = (depth_pred - depth_true).abs() * valid
     # Invalid targets are replaced by 1 so the divisions below stay finite; they are masked out.
     safe_true = torch.where(valid > 0, depth_true, torch.ones_like(depth_true))
@@ -70,7 +70,7 @@ def _per_image_sums(
         abs_error**2,
         abs_error,
         abs_error / safe_true,
-        *((ratio < DELTA_BASE**power).double() * valid for power in (1, 2, 3)),
+        *((ratio < DELTA_BASE**power).float() * valid for power in (1, 2, 3)),
     )
     return torch.stack([value.flatten(1).sum(dim=1) for value in per_pixel], dim=1)
 
@@ -136,7 +136,8 @@ class SegDepthMetrics:
             depth_pred=depth_pred, depth_true=depth_true, mask_prob=mask_prob, mask_true=mask_true
         )
         with torch.no_grad():
-            per_image = _per_image_sums(depth_pred, depth_true, mask_prob, mask_true).cpu()
+            per_image = _per_image_sums(depth_pred, depth_true, mask_prob, mask_true)
+        per_image = per_image.cpu().double()
         sums = dict(zip(_SUM_NAMES, per_image.unbind(dim=1), strict=True))
         metrics = {**_pooled_metrics(sums), "mask_soft_iou": _soft_iou(sums)}
         self._totals += per_image.sum(dim=0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ from depthseg.core.paths import (
     MODEL_CARD,
     MODEL_WEIGHTS,
 )
-from depthseg.data.dataset import SceneDataset
+from depthseg.data.dataset import SceneDataset, collate_scenes
 from depthseg.data.indexing import read_index
 from depthseg.engine.compute import ComputeSetup
 from depthseg.engine.evaluation import evaluate_split
@@ -55,21 +54,28 @@ def evaluate(params: Params) -> dict[str, Any]:
             "or choose another evaluate.split"
         )
     size = config.image_size or card["image_size"]
-    dataset = SceneDataset(rows, archive_path, size)
-    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=params.train.workers)
+    skip_bad = params.train.on_bad_image == "skip"
+    dataset = SceneDataset(rows, archive_path, size, skip_bad=skip_bad)
+    loader = DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        num_workers=params.train.workers,
+        pin_memory=setup.device.type == "cuda",
+        collate_fn=collate_scenes,
+    )
     with tracking.start_run(params, run_id=card["run_id"]):
         result = evaluate_split(model, loader, build_loss(params.loss), setup, per_image=True)
         metrics = {
             **result.metrics,
             "loss": result.loss,
-            "scenes": len(rows),
+            "scenes": len(rows) - result.skipped,
             "image_size": size,
+            "skipped_scenes": result.skipped,
             "mlflow_run_id": card["run_id"],
         }
         write_json(EVALUATE_METRICS, metrics)
-        per_image = pd.concat(
-            [rows[["scene", "bg_id", "fg_id"]], pd.DataFrame(result.per_image)], axis=1
-        )
+        scores = pd.DataFrame(result.per_image).set_index("index")
+        per_image = rows[["scene", "bg_id", "fg_id"]].join(scores, how="inner")
         with replaced_atomically(EVALUATE_PER_IMAGE) as partial:
             per_image.to_csv(partial, index=False, float_format="%.6g")
         _write_predictions(model, dataset, rows, config.prediction_images, setup)
@@ -85,9 +91,10 @@ def evaluate(params: Params) -> dict[str, Any]:
 def _write_predictions(
     model: DSResNet, dataset: SceneDataset, rows: pd.DataFrame, wanted: int, setup: ComputeSetup
 ) -> None:
-    """One PNG per fixed test scene, replacing the previous set."""
-    shutil.rmtree(EVALUATE_PREDICTIONS, ignore_errors=True)
-    EVALUATE_PREDICTIONS.mkdir(parents=True)
-    for index in evenly_spaced(len(rows), wanted):
-        grid = predict_scenes(model, dataset, np.array([index]), setup)
-        Image.fromarray(grid).save(EVALUATE_PREDICTIONS / f"{rows['scene'][index]}.png")
+    """One PNG per fixed test scene; the new set replaces the previous one only when complete."""
+    with replaced_atomically(EVALUATE_PREDICTIONS) as folder:
+        folder.mkdir()
+        for index in evenly_spaced(len(rows), wanted):
+            grid = predict_scenes(model, dataset, np.array([index]), setup)
+            if grid is not None:
+                Image.fromarray(grid).save(folder / f"{rows['scene'][index]}.png")

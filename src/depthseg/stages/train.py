@@ -23,7 +23,7 @@ from depthseg.engine.checkpoints import save_atomically
 from depthseg.engine.loop import Trainer
 from depthseg.models.dsresnet import count_parameters
 from depthseg.tracking import service as tracking
-from depthseg.tracking.callbacks import log_epoch
+from depthseg.tracking.callbacks import log_epoch, log_missed_epochs
 
 
 def train(params: Params, params_file: Path) -> dict[str, Any]:
@@ -34,6 +34,8 @@ def train(params: Params, params_file: Path) -> dict[str, Any]:
     tags = {"data_fingerprint": data_fingerprint, **tracking.dvc_experiment_tags()}
     with tracking.start_run(params, run_id=trainer.extra.get("run_id"), tags=tags) as run_id:
         trainer.extra["run_id"] = run_id
+        if missed := log_missed_epochs(trainer.history):
+            print(f"train: logged epochs {missed} that the interrupted run had not recorded")
         tracking.log_artifact(params_file)
         started = time.perf_counter()
         history = trainer.fit()

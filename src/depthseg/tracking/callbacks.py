@@ -12,6 +12,16 @@ def log_epoch(trainer: Trainer, report: EpochReport) -> None:
     """Per-epoch MLflow record: metrics, and predictions on fixed validation scenes."""
     service.log_metrics(report.metrics(), step=report.epoch)
     indices = evenly_spaced(len(trainer.val_set), trainer.config.preview_images)
-    if len(indices):
-        grid = predict_scenes(trainer.model, trainer.val_set, indices, trainer.setup)
+    grid = predict_scenes(trainer.model, trainer.val_set, indices, trainer.setup)
+    if grid is not None:
         service.log_image(grid, key="val_predictions", step=report.epoch)
+
+
+def log_missed_epochs(history: list[EpochReport]) -> list[int]:
+    """Log the epochs of a resumed run that its checkpoint holds and its MLflow run lacks (a
+    kill between the two); return their numbers."""
+    logged = service.logged_steps("val_loss")
+    missed = [report for report in history if report.epoch not in logged]
+    for report in missed:
+        service.log_metrics(report.metrics(), step=report.epoch)
+    return [report.epoch for report in missed]

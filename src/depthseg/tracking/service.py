@@ -206,3 +206,10 @@ def log_series(series: dict[str, list[float]]) -> None:
     run = mlflow.active_run()
     assert run is not None, "log_series needs an active run"
     MlflowClient().log_batch(run.info.run_id, metrics=metrics)
+
+
+def logged_steps(key: str) -> set[int]:
+    """The steps at which the active run has metric ``key``."""
+    run = mlflow.active_run()
+    assert run is not None, "logged_steps needs an active run"
+    return {point.step for point in MlflowClient().get_metric_history(run.info.run_id, key)}

@@ -20,11 +20,13 @@ class TuneError(DepthsegError, RuntimeError):
 
 @contextmanager
 def _creation_lock(url: str):
-    """Serialise creating a new SQLite file: concurrent first connections race on its tables."""
-    path = Path(url.removeprefix("sqlite:///"))
-    if not url.startswith("sqlite:///") or path.exists():
+    """Serialise opening an SQLite storage: SQLite creates the file before Optuna creates its
+    tables, so a worker that finds the file may still race another on the schema. The lock is
+    always taken (it costs milliseconds), whether the file exists or not."""
+    if not url.startswith("sqlite:///"):
         yield
         return
+    path = Path(url.removeprefix("sqlite:///"))
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -17,7 +17,34 @@ from depthseg.core.params import Params
 from depthseg.tracking import service as tracking
 from depthseg.tuning.objective import Objective, check_space
 from depthseg.tuning.results import finish
-from depthseg.tuning.storage import open_study
+from depthseg.tuning.storage import TuneError, open_study
+
+
+class CircuitBreaker:
+    """Stops the study after ``limit`` consecutive failed trials of this worker that failed the
+    same way (same error type): a persistent fault, such as the tracking store down or memory
+    exhausted, would otherwise turn a long --timeout into a loop of instant failures."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.kind: str | None = None
+        self.count = 0
+        self.tripped: str | None = None
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state != optuna.trial.TrialState.FAIL:
+            self.kind, self.count = None, 0
+            return
+        reason = str(trial.user_attrs.get("fail_reason", "unknown failure"))
+        kind = reason.split(":")[0]
+        self.count = self.count + 1 if kind == self.kind else 1
+        self.kind = kind
+        if self.count >= self.limit:
+            self.tripped = (
+                f"{self.count} trials in a row failed with {kind} (last: {reason[:300]}); "
+                "fix the cause, then run tune.py again to continue the study"
+            )
+            study.stop()
 
 
 def run_study(
@@ -36,6 +63,7 @@ def run_study(
     study = open_study(base.tune, study_name, storage)
     tags = {"optuna_study": study.study_name, "optuna_objective": base.tune.objective}
     interrupted = False
+    breaker = CircuitBreaker(base.tune.max_consecutive_failures)
     with tracking.start_run(base, run_name=f"study {study.study_name}", tags=tags):
         try:
             study.optimize(
@@ -43,6 +71,7 @@ def run_study(
                 n_trials=n_trials,
                 timeout=timeout,
                 catch=(Exception,),  # a failing trial is recorded as FAIL; the study goes on
+                callbacks=[breaker],
             )
         except KeyboardInterrupt:  # Optuna has marked the running trial FAIL
             interrupted = True
@@ -50,4 +79,6 @@ def run_study(
         finish(study, base, folder)
     if interrupted:
         raise KeyboardInterrupt
+    if breaker.tripped:
+        raise TuneError(f"tune: stopped the study: {breaker.tripped}")
     return study

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from depthseg.core.cli import run_stage, stage_parser
@@ -13,7 +14,7 @@ from depthseg.stages.index import index
 
 def main(params: Params, args: argparse.Namespace) -> None:
     started = time.perf_counter()
-    summary, problems = index(params)
+    summary, problems = index(params, args.workers)
     if problems:
         print(f"index: skipped scenes with problems:\n{problems.describe()}")
     splits = ", ".join(
@@ -27,4 +28,11 @@ def main(params: Params, args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(stage_parser(__doc__), main)
+    parser = stage_parser(__doc__)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes decoding images with index.verify: decode (default: %(default)s)",
+    )
+    run_stage(parser, main)

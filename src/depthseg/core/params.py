@@ -103,6 +103,14 @@ class SplitParams(Section):
 class IndexParams(Section):
     split: SplitParams = SplitParams()
     on_problem: Literal["stop", "skip"] = "stop"
+    # decode: decode every image once, in parallel; bad ones (unreadable, undecodable, corrupt
+    # data, wrong size or mode) are problems like missing files.
+    verify: Literal["off", "decode"] = "off"
+
+    @field_validator("verify", mode="before")
+    @classmethod
+    def _off_is_not_a_boolean(cls, value: object) -> object:
+        return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
 
 
 class ModelParams(Section):

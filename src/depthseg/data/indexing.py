@@ -23,6 +23,7 @@ from depthseg.core.files import replaced_atomically
 from depthseg.core.params import IndexParams, SplitParams
 from depthseg.data import layout
 from depthseg.data.archive import Member, MemberReader, read_members
+from depthseg.data.verify import verify_images
 
 SPLITS = ("train", "val", "test")
 EXAMPLES_SHOWN = 3
@@ -154,8 +155,25 @@ def assign_splits(table: pd.DataFrame, params: SplitParams) -> np.ndarray:
     return _split_by_background(table["bg_id"], params)
 
 
-def build_index(archive_path: Path, params: IndexParams) -> tuple[pd.DataFrame, Problems]:
-    """The scene table of the stored zip at ``archive_path``, and the problems met."""
+def drop_bad_images(
+    table: pd.DataFrame, archive_path: Path, problems: Problems, workers: int
+) -> pd.DataFrame:
+    """Decode every image once (``index.verify: decode``); drop the scenes with a bad one."""
+    bad = {check.member: check for check in verify_images(archive_path, table, workers)}
+    affected = np.zeros(len(table), dtype=bool)
+    for kind in layout.IMAGE_KINDS:
+        hit = table[kind].isin(bad).to_numpy()
+        for scene, member in zip(table.loc[hit, "scene"], table.loc[hit, kind], strict=True):
+            problems.add(bad[member].problem or "", f"{scene}: {bad[member].detail}")
+        affected |= hit
+    return table.loc[~affected].reset_index(drop=True)
+
+
+def build_index(
+    archive_path: Path, params: IndexParams, workers: int = 1
+) -> tuple[pd.DataFrame, Problems]:
+    """The scene table of the stored zip at ``archive_path``, and the problems met; ``workers``
+    processes decode the images when ``params.verify`` asks for it."""
     if not archive_path.is_file():
         raise IndexError_(f"{archive_path} not found: run `dvc repro fetch` first")
     members = read_members(archive_path)
@@ -167,9 +185,11 @@ def build_index(archive_path: Path, params: IndexParams) -> tuple[pd.DataFrame, 
         else {}
     )
     table = locate_images(table, members, problems)
+    if params.verify == "decode":
+        table = drop_bad_images(table, archive_path, problems, workers)
     if problems and params.on_problem == "stop":
         raise IndexError_(
-            f"{archive_path}: {sum(problems.counts.values())} problems in the file map:\n"
+            f"{archive_path}: {sum(problems.counts.values())} problems in the dataset:\n"
             f"{problems.describe()}\n"
             "Fix the data, or set index.on_problem: skip to index the scenes that are complete."
         )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import http.server
+import threading
 import time
 from pathlib import Path
 
@@ -74,3 +77,33 @@ def test_reopening_a_run_that_is_not_in_the_store_says_so(store: str) -> None:
         tracking.start_run(params, run_id="0123456789abcdef0123456789abcdef"),
     ):
         pass
+
+
+class _HealthNeedsAuth(http.server.BaseHTTPRequestHandler):
+    """A server whose /health answers only with MLflow's basic-auth credentials."""
+
+    expected = "Basic " + base64.b64encode(b"alice:secret").decode()
+
+    def do_GET(self) -> None:
+        ok = self.path == "/health" and self.headers.get("Authorization") == self.expected
+        self.send_response(200 if ok else 401)
+        self.end_headers()
+        self.wfile.write(b"OK" if ok else b"unauthorized")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_health_check_sends_mlflows_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HealthNeedsAuth)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+        with pytest.raises(tracking.TrackingError, match="refused us"):
+            tracking.check_server(uri)
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "secret")
+        tracking.check_server(uri)  # answers 200 with the credentials
+    finally:
+        server.shutdown()

@@ -4,7 +4,6 @@ and the tuned params as queued experiments. Real DVC, MLflow and Optuna on a tin
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -15,19 +14,20 @@ from repro_project import clone_project, run
 pytestmark = pytest.mark.slow
 
 ONE_SHORT_EPOCH = ["-S", "train.epochs=1", "-S", "train.image_sizes=[32]"]
-LEARNING_RATES = {"exp-a": 0.05, "exp-b": 0.02}
+PRESETS = ("rmse_bce_dice", "ssim_dice", "rmse_bce")
+NAMES = [f"ls-{preset}" for preset in PRESETS]
 
 
 @pytest.fixture(scope="module")
-def experiments(pipeline, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """A clone of the tiny project (results committed) with two experiments run in it."""
+def experiments(pipeline, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
+    """A clone of the tiny project (results committed) after the loss study: three queued DVC
+    experiments run in temporary copies, recorded in the repository's default MLflow store."""
     project, env = pipeline
     copy = clone_project(project, tmp_path_factory.mktemp("experiments") / "project")
-    env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{copy / 'tracking.db'}"}
-    for name, lr in LEARNING_RATES.items():
-        command = ["dvc", "exp", "run", "-n", name, *ONE_SHORT_EPOCH]
-        run([*command, "-S", f"train.optimizer.lr={lr}"], copy, env)
-    return copy, env
+    env = {key: value for key, value in env.items() if key != "MLFLOW_TRACKING_URI"}
+    command = [sys.executable, "src/loss_study.py", "--prefix", "ls", *ONE_SHORT_EPOCH]
+    printed = run(command, copy, env).stdout
+    return copy, env, printed
 
 
 def revisions(shown: list[dict]) -> dict[str, dict]:
@@ -50,79 +50,69 @@ def exp_show(project: Path, env: dict[str, str]) -> dict[str, dict]:
     return revisions(json.loads(run(["dvc", "exp", "show", "--json"], project, env).stdout))
 
 
+def test_the_loss_study_prints_one_row_per_preset(experiments) -> None:
+    _, _, printed = experiments
+    rows = [line for line in printed.splitlines() if line.strip().startswith("ls-")]
+    assert sorted(row.split()[0] for row in rows) == sorted(NAMES)
+    assert all(row.split()[1] in PRESETS for row in rows)
+
+
 def test_exp_show_holds_the_metrics_of_the_commit_and_every_experiment(experiments) -> None:
-    shown = exp_show(*experiments)
-    assert {"baseline", *LEARNING_RATES} <= shown.keys()
-    for name in ("baseline", *LEARNING_RATES):
+    project, env, _ = experiments
+    shown = exp_show(project, env)
+    assert {"baseline", *NAMES} <= shown.keys()
+    for name in ("baseline", *NAMES):
         evaluation = metrics_of(shown[name], "results/evaluate/metrics.json")
         training = metrics_of(shown[name], "results/train/metrics.json")
         assert 0 <= evaluation["mask_iou"] <= 1 and evaluation["depth_rmse"] > 0
         assert len(training["mlflow_run_id"]) == 32  # the link to the MLflow run
-    for name, lr in LEARNING_RATES.items():
-        assert shown[name]["params"]["params.yaml"]["data"]["train"]["optimizer"]["lr"] == lr
+    for name, preset in zip(NAMES, PRESETS, strict=True):
+        assert shown[name]["params"]["params.yaml"]["data"]["loss"]["preset"] == preset
         training = metrics_of(shown[name], "results/train/metrics.json")
         assert training["final"]["image_size"] == 32  # its own metrics, not the baseline's
 
 
 def test_exp_diff_and_metrics_diff_list_what_changed(experiments) -> None:
-    project, env = experiments
-    diff = json.loads(run(["dvc", "exp", "diff", "exp-a", "exp-b", "--json"], project, env).stdout)
-    assert diff["params"]["params.yaml"]["train.optimizer.lr"]["new"] == LEARNING_RATES["exp-b"]
+    project, env, _ = experiments
+    first, second = NAMES[0], NAMES[1]
+    diff = json.loads(run(["dvc", "exp", "diff", first, second, "--json"], project, env).stdout)
+    assert diff["params"]["params.yaml"]["loss.preset"]["new"] == PRESETS[1]
     rmse = diff["metrics"]["results/evaluate/metrics.json"]["depth_rmse"]
     assert rmse["diff"] == pytest.approx(rmse["new"] - rmse["old"])
     metrics_diff = json.loads(
-        run(["dvc", "metrics", "diff", "HEAD", "exp-a", "--json"], project, env).stdout
+        run(["dvc", "metrics", "diff", "HEAD", first, "--json"], project, env).stdout
     )
     assert "final.image_size" in metrics_diff["results/train/metrics.json"]  # 64 px against 32
 
 
 def test_plots_diff_draws_the_commit_and_an_experiment_together(experiments) -> None:
-    project, env = experiments
-    plots = json.loads(
-        run(["dvc", "plots", "diff", "HEAD", "exp-b", "--json"], project, env).stdout
-    )
+    project, env, _ = experiments
+    command = ["dvc", "plots", "diff", "HEAD", NAMES[2], "--json"]
+    plots = json.loads(run(command, project, env).stdout)
     history = plots["data"]["results/train/history.csv"][0]
-    assert history["revisions"] == ["HEAD", "exp-b"]
-    assert {row["rev"] for row in history["content"]["data"]["values"]} == {"HEAD", "exp-b"}
+    assert history["revisions"] == ["HEAD", NAMES[2]]
+    assert {row["rev"] for row in history["content"]["data"]["values"]} == {"HEAD", NAMES[2]}
 
 
-def test_each_experiments_mlflow_run_carries_its_name_and_baseline(experiments) -> None:
-    project, env = experiments
-    shown = exp_show(project, env)
-    head = run(["git", "rev-parse", "HEAD"], project, env).stdout.strip()
-    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
-    for name in LEARNING_RATES:
-        run_id = metrics_of(shown[name], "results/train/metrics.json")["mlflow_run_id"]
-        tags = client.get_run(run_id).data.tags
-        assert tags["dvc_experiment"] == name
-        assert tags["dvc_baseline_rev"] == head
-
-
-def test_the_loss_study_runs_three_queued_experiments_into_the_default_store(
+def test_each_experiments_run_is_in_the_repositorys_store_with_its_name_and_baseline(
     experiments,
 ) -> None:
-    project, env = experiments
-    env = {key: value for key, value in env.items() if key != "MLFLOW_TRACKING_URI"}
-    command = [sys.executable, "src/loss_study.py", "--prefix", "ls", *ONE_SHORT_EPOCH]
-    printed = run(command, project, env).stdout
-    presets = ("rmse_bce_dice", "ssim_dice", "rmse_bce")
-    assert all(f"ls-{preset}" in printed for preset in presets)
+    project, env, _ = experiments
     shown = exp_show(project, env)
-    client = MlflowClient(
-        f"sqlite:///{project / 'mlflow.db'}"
-    )  # the repository's, not a temp copy's
-    for preset in presets:
-        data = shown[f"ls-{preset}"]
-        assert data["params"]["params.yaml"]["data"]["loss"]["preset"] == preset
-        run_id = metrics_of(data, "results/train/metrics.json")["mlflow_run_id"]
-        run_record = client.get_run(run_id)
-        assert run_record.data.tags["dvc_experiment"] == f"ls-{preset}"
-        artifacts = Path(run_record.info.artifact_uri.removeprefix("file://"))
+    head = run(["git", "rev-parse", "HEAD"], project, env).stdout.strip()
+    # The repository's own store, not one in the temporary copy a queued experiment runs in.
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    for name in NAMES:
+        run_id = metrics_of(shown[name], "results/train/metrics.json")["mlflow_run_id"]
+        record = client.get_run(run_id)
+        assert record.data.tags["dvc_experiment"] == name
+        assert record.data.tags["dvc_baseline_rev"] == head
+        artifacts = Path(record.info.artifact_uri.removeprefix("file://"))
         assert artifacts.is_relative_to(project) and (artifacts / "model.pt").is_file()
 
 
 def test_the_best_tuned_params_are_queued_as_an_experiment(experiments, tmp_path: Path) -> None:
-    project, env = experiments
+    project, env, _ = experiments
     budget = (
         "tune.budget.epochs=1 tune.budget.image_size=32 tune.budget.train_fraction=1.0 "
         "tune.pruner.name=none"
@@ -134,4 +124,4 @@ def test_the_best_tuned_params_are_queued_as_an_experiment(experiments, tmp_path
     assert "queued DVC experiment tune-q-0" in run(command, project, env).stdout
     queue = run(["dvc", "queue", "status"], project, env).stdout
     assert "tune-q-0" in queue and "Queued" in queue
-    assert os.path.exists(project / "results/tune/best_params.yaml")
+    assert (project / "results/tune/best_params.yaml").is_file()

@@ -11,12 +11,15 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import requests
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
@@ -116,3 +119,73 @@ def test_kill_9_in_fetch_then_dvc_repro_finishes_and_leaves_no_partial_archive(
     assert summary["backgrounds"] == 40
     assert not leftovers(project)
     assert json.loads(run(["dvc", "status", "--json"], project, env).stdout) == {}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def mlflow_server(folder: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
+    """A real `mlflow server` on ``port`` with its store in ``folder``; waits until it answers."""
+    server = subprocess.Popen(
+        [
+            "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+            "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+            "--artifacts-destination", str(folder / "artifacts"),
+        ],
+        cwd=folder, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok:
+                return server
+        except requests.ConnectionError:
+            pass
+        assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
+        time.sleep(0.5)
+
+
+def test_a_tracking_server_that_dies_mid_training_costs_nothing(pipeline, tmp_path: Path) -> None:
+    project, env = project_with(pipeline, tmp_path / "project", epochs=4, image_sizes=[64])
+    port = free_port()
+    env = {**env, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
+    server = mlflow_server(tmp_path, port, env)
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    training = subprocess.Popen(
+        [sys.executable, "src/train.py"], cwd=project, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+    def first_epoch_logged() -> bool:
+        runs = client.search_runs(experiment_ids=["1"]) if training.poll() is None else []
+        return any("val_loss" in run.data.metrics for run in runs)
+
+    deadline = time.monotonic() + 300
+    while not first_epoch_logged():
+        assert training.poll() is None and time.monotonic() < deadline, training.stdout.read()
+        time.sleep(0.5)
+    os.killpg(server.pid, signal.SIGKILL)  # the store goes away during epoch 2
+    server.wait()
+    output = training.communicate(timeout=600)[0]
+    assert training.returncode == 0, output
+    assert "the MLflow store stopped answering" in output
+    assert (project / "models/model.pt").is_file()
+    metrics = json.loads((project / "results/train/metrics.json").read_text())
+    backlog = project / "models/checkpoints/mlflow_backlog.jsonl"
+    kinds = [json.loads(line)["kind"] for line in backlog.read_text().splitlines()]
+    assert "metrics" in kinds and kinds[-1] == "end"
+
+    server = mlflow_server(tmp_path, port, env)  # the store is back
+    try:
+        run([sys.executable, "src/sync_mlflow.py"], project, env)
+        record = client.get_run(metrics["mlflow_run_id"])
+        assert record.info.status == "FINISHED"
+        steps = [point.step for point in client.get_metric_history(record.info.run_id, "val_loss")]
+        assert sorted(steps) == [1, 2, 3, 4]
+        assert not backlog.exists()
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)

@@ -13,6 +13,7 @@ from depthseg.core.params import Params
 from depthseg.core.paths import (
     CHECKPOINT_DIR,
     INDEX_FILE,
+    MLFLOW_BACKLOG,
     MODEL_CARD,
     MODEL_WEIGHTS,
     TRAIN_HISTORY,
@@ -22,6 +23,7 @@ from depthseg.data.indexing import fingerprint, read_index
 from depthseg.engine.checkpoints import save_atomically
 from depthseg.engine.loop import Trainer
 from depthseg.models.dsresnet import count_parameters
+from depthseg.tracking import outage
 from depthseg.tracking import service as tracking
 from depthseg.tracking.callbacks import log_epoch, log_missed_epochs
 
@@ -32,7 +34,10 @@ def train(params: Params, params_file: Path) -> dict[str, Any]:
     trainer = Trainer(params, table, archive_path, CHECKPOINT_DIR, callbacks=[log_epoch])
     data_fingerprint = fingerprint(INDEX_FILE)
     tags = {"data_fingerprint": data_fingerprint, **tracking.dvc_experiment_tags()}
-    with tracking.start_run(params, run_id=trainer.extra.get("run_id"), tags=tags) as run_id:
+    with (
+        outage.tolerating(MLFLOW_BACKLOG),
+        tracking.start_run(params, run_id=trainer.extra.get("run_id"), tags=tags) as run_id,
+    ):
         trainer.extra["run_id"] = run_id
         if missed := log_missed_epochs(trainer.history):
             print(f"train: logged epochs {missed} that the interrupted run had not recorded")

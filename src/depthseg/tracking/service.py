@@ -30,6 +30,7 @@ from depthseg.core.errors import DepthsegError
 from depthseg.core.params import Params, TrackingParams, flatten
 from depthseg.models.dsresnet import DSResNet
 from depthseg.models.served import PackedDSResNet
+from depthseg.tracking import outage
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MODEL_ARTIFACT = "model"
@@ -155,22 +156,42 @@ def start_run(
             f"MLflow run {run_id} is not in the store {tracking_uri(params.tracking)} "
             f"({error.message}): train again against this store (`dvc repro train`)"
         ) from None
-    with run:
+    outage.note_run(run.info.run_id)
+    status = "FINISHED"
+    try:
         if run_id is None:
             mlflow.log_params(flatten(params))
         yield run.info.run_id
+    except BaseException as error:
+        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        raise
+    finally:
+        outage.guarded("end", lambda: {"status": status}, lambda: mlflow.end_run(status))
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
-    mlflow.log_metrics({key: float(value) for key, value in metrics.items()}, step=step)
+    values = {key: float(value) for key, value in metrics.items()}
+    outage.guarded(
+        "metrics",
+        lambda: {"metrics": values, "step": step},
+        lambda: mlflow.log_metrics(values, step=step),
+    )
 
 
 def log_image(image: np.ndarray, key: str, step: int) -> None:
-    mlflow.log_image(image, key=key, step=step)
+    outage.guarded(
+        "image",
+        lambda: {"path": outage.keep_image(image, key, step), "folder": "images"},
+        lambda: mlflow.log_image(image, key=key, step=step),
+    )
 
 
 def log_artifact(path: Path, folder: str | None = None) -> None:
-    mlflow.log_artifact(str(path), artifact_path=folder)
+    outage.guarded(
+        "artifact",
+        lambda: {"path": str(path.resolve()), "folder": folder},
+        lambda: mlflow.log_artifact(str(path), artifact_path=folder),
+    )
 
 
 def log_model(model: DSResNet, image_size: int) -> None:
@@ -184,20 +205,24 @@ def log_model(model: DSResNet, image_size: int) -> None:
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 6, -1, -1))]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 2, -1, -1))]),
     )
-    mlflow.pytorch.log_model(
-        packed,
-        name=MODEL_ARTIFACT,
-        signature=signature,
-        input_example=example,
-        code_paths=[str(_PACKAGE_DIR)],
-        pip_requirements=_MODEL_REQUIREMENTS,
-        # pickle keeps a plain module that takes any batch and image size; pt2 would fix them.
-        serialization_format="pickle",
+    outage.guarded(
+        "model",
+        dict,
+        lambda: mlflow.pytorch.log_model(
+            packed,
+            name=MODEL_ARTIFACT,
+            signature=signature,
+            input_example=example,
+            code_paths=[str(_PACKAGE_DIR)],
+            pip_requirements=_MODEL_REQUIREMENTS,
+            # pickle keeps a plain module that takes any batch and image size; pt2 fixes them.
+            serialization_format="pickle",
+        ),
     )
 
 
 def set_tags(tags: dict[str, str]) -> None:
-    mlflow.set_tags(tags)
+    outage.guarded("tags", lambda: {"tags": tags}, lambda: mlflow.set_tags(tags))
 
 
 def log_params(params: dict[str, Any]) -> None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-from depthseg.core.cli import run_stage, stage_parser
+from depthseg.core.cli import add_workers_option, run_stage, stage_parser
 from depthseg.core.params import Params
 from depthseg.core.paths import RAW_ARCHIVE
 from depthseg.stages.fetch import fetch
@@ -21,10 +20,5 @@ def main(params: Params, args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = stage_parser(__doc__)
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="processes generating synthetic scenes (default: %(default)s)",
-    )
+    add_workers_option(parser, "generating synthetic scenes")
     run_stage(parser, main)

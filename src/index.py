@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-from depthseg.core.cli import run_stage, stage_parser
+from depthseg.core.cli import add_workers_option, run_stage, stage_parser
 from depthseg.core.params import Params
 from depthseg.core.paths import INDEX_FILE
 from depthseg.stages.index import index
@@ -29,10 +28,5 @@ def main(params: Params, args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = stage_parser(__doc__)
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="processes decoding images with index.verify: decode (default: %(default)s)",
-    )
+    add_workers_option(parser, "decoding images with index.verify: decode")
     run_stage(parser, main)

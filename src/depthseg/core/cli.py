@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -28,6 +29,16 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
         "hold several, space-separated); under DVC prefer `dvc exp run -S`, which records them",
     )
     return parser
+
+
+def add_workers_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--workers N``: processes for ``what``; the machine's CPU count by default."""
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help=f"processes {what} (default: %(default)s)",
+    )
 
 
 def run_stage(

@@ -121,6 +121,42 @@ def test_kill_9_in_fetch_then_dvc_repro_finishes_and_leaves_no_partial_archive(
     assert json.loads(run(["dvc", "status", "--json"], project, env).stdout) == {}
 
 
+def stage_running(project: Path, script: str):
+    """A condition: a process of ``script`` runs in ``project``."""
+
+    def running() -> bool:
+        found = subprocess.run(["pgrep", "-f", f"python src/{script}"], capture_output=True)
+        return any(
+            os.path.realpath(f"/proc/{pid}/cwd") == str(project.resolve())
+            for pid in found.stdout.decode().split()
+            if os.path.exists(f"/proc/{pid}/cwd")
+        )
+
+    return running
+
+
+@pytest.mark.parametrize(
+    ("stage", "change"),
+    [("index", ("index", "split", "seed", 1)), ("evaluate", ("evaluate", "batch_size", 5))],
+)
+def test_kill_9_in_index_or_evaluate_then_dvc_repro_finishes(
+    pipeline, tmp_path: Path, stage: str, change: tuple
+) -> None:
+    project, env = project_with(pipeline, tmp_path / stage)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    section, *keys, value = change
+    node = params[section]
+    for key in keys[:-1]:
+        node = node[key]
+    node[keys[-1]] = value  # a param of this stage: it runs again
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    kill_when(stage_running(project, f"{stage}.py"), ["dvc", "repro"], project, env)
+    run(["dvc", "repro"], project, env)
+    assert json.loads(run(["dvc", "status", "--json"], project, env).stdout) == {}
+    assert len(list((project / "results/evaluate/predictions").glob("*.png"))) == 3
+    assert not leftovers(project)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -4,6 +4,7 @@ and the tuned params as queued experiments. Real DVC, MLflow and Optuna on a tin
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -109,6 +110,16 @@ def test_each_experiments_run_is_in_the_repositorys_store_with_its_name_and_base
         assert record.data.tags["dvc_baseline_rev"] == head
         artifacts = Path(record.info.artifact_uri.removeprefix("file://"))
         assert artifacts.is_relative_to(project) and (artifacts / "model.pt").is_file()
+
+
+def test_a_failed_experiment_fails_the_loss_study(experiments) -> None:
+    project, env, _ = experiments
+    # Valid params, but no validation split: train refuses to start in every experiment.
+    no_val = ["-S", "index.split.train=0.9", "-S", "index.split.val=0.0"]
+    command = [sys.executable, "src/loss_study.py", "--prefix", "bad", *no_val]
+    result = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "failed; `dvc queue logs bad-" in result.stderr
 
 
 def test_the_best_tuned_params_are_queued_as_an_experiment(experiments, tmp_path: Path) -> None:

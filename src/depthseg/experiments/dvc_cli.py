@@ -44,9 +44,21 @@ def queue(name: str, overrides: dict[str, Any]) -> None:
     _dvc("exp", "run", "--queue", "--name", name, *set_arguments(overrides))
 
 
-def run_queue(jobs: int = 1) -> None:
-    """Run every queued experiment (in temporary copies of the repository); wait for them."""
+def run_queue(names: list[str], jobs: int = 1) -> None:
+    """Run every queued experiment (in temporary copies of the repository); wait for them, and
+    raise if one of ``names`` failed (`dvc exp run --run-all` itself exits 0 then)."""
     _dvc("exp", "run", "--run-all", "--jobs", str(jobs))
+    failed = failed_tasks(names)
+    if failed:
+        raise ExperimentError(
+            f"DVC experiments {', '.join(failed)} failed; `dvc queue logs {failed[0]}` shows why"
+        )
+
+
+def failed_tasks(names: list[str]) -> list[str]:
+    """Which of ``names`` `dvc queue status` lists as failed (columns: task, name, ..., status)."""
+    rows = [line.split() for line in _dvc("queue", "status").splitlines()]
+    return [row[1] for row in rows if len(row) >= 3 and row[1] in names and row[-1] == "Failed"]
 
 
 def _revisions(shown: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:

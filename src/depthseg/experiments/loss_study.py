@@ -27,6 +27,6 @@ def loss_study(prefix: str, overrides: dict[str, Any], jobs: int = 1) -> pd.Data
     names = experiment_names(prefix)
     for name, preset in zip(names, LOSS_PRESET_NAMES, strict=True):
         queue(name, {**overrides, "loss.preset": preset})
-    run_queue(jobs)
+    run_queue(names, jobs)
     table = experiment_table(names, ["loss.preset"], METRICS)
     return table.sort_values("depth_rmse").reset_index(drop=True)

@@ -56,10 +56,11 @@ class Checkpoints:
     def last(self) -> Path:
         return self.folder / LAST_CHECKPOINT
 
-    def save(self, state: dict[str, Any], improved: bool) -> None:
-        """Write the epoch's full ``state`` as the last checkpoint, its weights as the best too."""
+    def save(self, state: dict[str, Any], kept: bool) -> None:
+        """Write the epoch's full ``state`` as the last checkpoint; its weights as best.pt too when
+        they are the ones kept (``train.keep_epoch``)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        if improved:
+        if kept:
             save_atomically(
                 {"epoch": state["epoch"], "model": state["model"]},
                 self.folder / BEST_CHECKPOINT,

@@ -165,6 +165,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix=f"depthseg-{setting}-") as tmp:
             folder = Path(tmp)
             env["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
+            # The copy runs its own package, not the editable install's, so edits made to the
+            # repository while a long benchmark runs do not leak into it.
+            env["PYTHONPATH"] = str(folder / "src")
             print(f"{setting}: {SETTINGS[setting]}", flush=True)
             make_project(folder, SETTINGS[setting], env)
             rows = [

@@ -7,6 +7,7 @@ drop, corrupt or add a member before writing it out as a folder or a zip.
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 from repro_project import make_repro_project
 
@@ -21,6 +23,7 @@ from depthseg.core.params import IndexParams, SplitParams
 from depthseg.data import layout
 from depthseg.data.archive import pack_folder
 from depthseg.data.indexing import build_index
+from depthseg.models.dsresnet import DSResNet
 
 Files = dict[str, bytes]
 
@@ -205,3 +208,14 @@ def tiny_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, 
     split = SplitParams(train=0.5, val=0.25, test=0.25)
     table, _ = build_index(archive, IndexParams(split=split))
     return table, archive
+
+
+@pytest.fixture(scope="session")
+def saved_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(weights, card) of a width-0.125 DSResNet kept at 64 px."""
+    folder = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    weights, card = folder / "model.pt", folder / "model.json"
+    torch.save(DSResNet(0.125).state_dict(), weights)
+    card.write_text(json.dumps({"width": 0.125, "image_size": 64, "run_id": "none"}))
+    return weights, card

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,11 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import requests
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
 from repro_project import clone_project, run
+from servers import free_port, mlflow_server
 
 pytestmark = pytest.mark.slow
 
@@ -155,34 +154,6 @@ def test_kill_9_in_index_or_evaluate_then_dvc_repro_finishes(
     assert json.loads(run(["dvc", "status", "--json"], project, env).stdout) == {}
     assert len(list((project / "results/evaluate/predictions").glob("*.png"))) == 3
     assert not leftovers(project)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def mlflow_server(folder: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
-    """A real `mlflow server` on ``port`` with its store in ``folder``; waits until it answers."""
-    server = subprocess.Popen(
-        [
-            "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-            "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-            "--artifacts-destination", str(folder / "artifacts"),
-        ],
-        cwd=folder, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok:
-                return server
-        except requests.ConnectionError:
-            pass
-        assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
-        time.sleep(0.5)
 
 
 def test_a_tracking_server_that_dies_mid_training_costs_nothing(pipeline, tmp_path: Path) -> None:

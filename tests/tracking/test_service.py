@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import http.server
+import io
 import threading
 import time
 from pathlib import Path
@@ -12,9 +13,10 @@ import mlflow
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
 from depthseg.core.params import TrackingParams, parse_params
-from depthseg.models.dsresnet import DSResNet
+from depthseg.serving.pyfunc import input_example
 from depthseg.tracking import service as tracking
 
 
@@ -51,13 +53,16 @@ def test_a_broken_store_is_reported_with_its_uri(tmp_path: Path) -> None:
         tracking.connect(params)
 
 
-def test_a_run_records_flat_params_tags_metrics_and_the_model(store: str, tmp_path) -> None:
+def test_a_run_records_flat_params_tags_metrics_and_the_model(store: str, saved_model) -> None:
+    scene = io.BytesIO()
+    Image.fromarray(np.full((40, 60, 3), 90, np.uint8)).save(scene, "JPEG")
+    example = input_example(scene.getvalue(), scene.getvalue())
     params = parse_params({"model": {"width": 0.125}, "tracking": {"experiment": "unit"}})
     with tracking.start_run(params, tags={"data_fingerprint": "abc"}) as run_id:
         tracking.log_metrics({"val_loss": 0.5}, step=1)
         tracking.log_metrics({"val_loss": 0.25}, step=2)
         tracking.log_image(np.zeros((8, 8, 3), np.uint8), key="val_predictions", step=1)
-        tracking.log_model(DSResNet(0.125).eval(), image_size=32)
+        tracking.log_model(*saved_model, example)
     client = MlflowClient(store)
     run = client.get_run(run_id)
     assert run.data.params["model.width"] == "0.125"
@@ -65,9 +70,8 @@ def test_a_run_records_flat_params_tags_metrics_and_the_model(store: str, tmp_pa
     assert run.data.tags["data_fingerprint"] == "abc"
     history = client.get_metric_history(run_id, "val_loss")
     assert [(p.step, p.value) for p in history] == [(1, 0.5), (2, 0.25)]
-    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
-    output = model.predict(np.zeros((3, 6, 64, 96), np.float32))
-    assert output.shape == (3, 2, 64, 96)
+    answer = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(example)
+    assert list(answer.columns) == ["mask", "mask_probability", "depth"]
 
 
 def test_reopening_a_run_that_is_not_in_the_store_says_so(store: str) -> None:

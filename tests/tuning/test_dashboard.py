@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import requests
+from servers import free_port, wait_for
 
 from depthseg.core.params import parse_params
 from depthseg.tuning.storage import open_study
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for(url: str, process: subprocess.Popen, timeout: float = 60) -> requests.Response:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the dashboard exited: {process.communicate()[1]}"
-        try:
-            return requests.get(url, timeout=5)
-        except requests.ConnectionError:
-            time.sleep(0.3)
-    raise AssertionError(f"{url} did not answer in {timeout} s")
 
 
 def test_the_dashboard_reads_a_study_of_our_storage(tmp_path: Path) -> None:

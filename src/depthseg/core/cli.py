@@ -46,9 +46,18 @@ def run_stage(
 ) -> None:
     """Parse arguments, validate params, run ``main``; report bad input in one message."""
     args = parser.parse_args()
-    try:
+
+    def job() -> None:
         overrides = [item for text in args.overrides for item in shlex.split(text)]
         main(load_params(args.params, overrides), args)
+
+    report_errors(job)
+
+
+def report_errors(job: Callable[[], None]) -> None:
+    """Run ``job``; bad input ends the program with its one-line message and exit status 2."""
+    try:
+        job()
     except DepthsegError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -213,6 +213,13 @@ class TrackingParams(Section):
     tracking_uri: str | None = None
 
 
+class RegistryParams(Section):
+    model_name: str = "depthseg"
+    # The champion rule: higher wins. iou_minus_rmse: test mask IoU - test depth RMSE.
+    score: Literal["iou_minus_rmse", "mask_iou", "depth_rmse"] = "iou_minus_rmse"
+    min_improvement: NonNegative = 0.0
+
+
 class SearchDimension(Section):
     """A float range (``low``, ``high``, ``log``) or a list of ``choices``."""
 
@@ -292,6 +299,7 @@ class Params(Section):
     loss: LossParams = LossParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    registry: RegistryParams = RegistryParams()
     tracking: TrackingParams = TrackingParams()
     tune: TuneParams = TuneParams()
     lr_find: LRFindParams = LRFindParams()

@@ -258,6 +258,13 @@ def fingerprint(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()[:12]
 
 
+def rows_fingerprint(rows: pd.DataFrame) -> str:
+    """Short hash of which scenes, with which image contents (their CRC-32s): the test data."""
+    columns = ["scene", *(f"{kind}_crc" for kind in layout.IMAGE_KINDS)]
+    text = rows[columns].sort_values("scene").to_csv(index=False)
+    return hashlib.md5(text.encode()).hexdigest()[:12]
+
+
 def summarize(table: pd.DataFrame, problems: Problems) -> dict[str, object]:
     """Scenes and backgrounds per split, and problems skipped: the index stage's metrics."""
     by_split = table.groupby("split")

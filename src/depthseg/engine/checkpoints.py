@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
+from depthseg.core.errors import DepthsegError
 from depthseg.core.files import replaced_atomically
 from depthseg.core.params import Params
 from depthseg.engine.compute import TrainingError
+from depthseg.models.dsresnet import DSResNet
 
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
@@ -21,6 +24,20 @@ def save_atomically(payload: Any, path: Path) -> None:
     """torch.save that never leaves a half-written file."""
     with replaced_atomically(path) as partial:
         torch.save(payload, partial)
+
+
+def load_trained(weights: Path, card: Path) -> tuple[DSResNet, dict[str, Any]]:
+    """The kept weights (a state dict, loaded without unpickling code) and their model card."""
+    for path in (weights, card):
+        if not path.is_file():
+            raise DepthsegError(f"{path} is missing: run `dvc repro train` first")
+    try:
+        details = json.loads(card.read_text())
+        model = DSResNet(details["width"])
+    except (ValueError, KeyError) as error:
+        raise DepthsegError(f"{card}: not a model card written by train ({error!r})") from None
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return model.eval(), details
 
 
 def data_fingerprint(table: pd.DataFrame) -> str:

@@ -27,9 +27,13 @@ def _grey(values: torch.Tensor) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=2)
 
 
+def depth_colours(depth: np.ndarray) -> np.ndarray:
+    """Depth in [0, 1] as RGB uint8 in the magma colour map, dark = near."""
+    return _DEPTH_COLOURS[(np.clip(depth, 0, 1) * 255).round().astype(np.uint8)]
+
+
 def _coloured(depth: torch.Tensor) -> np.ndarray:
-    index = (depth.detach().float().cpu().clamp(0, 1).numpy()[0] * 255).round().astype(np.uint8)
-    return _DEPTH_COLOURS[index]
+    return depth_colours(depth.detach().float().cpu().numpy()[0])
 
 
 def prediction_grid(

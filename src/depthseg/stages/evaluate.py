@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -23,7 +21,8 @@ from depthseg.core.paths import (
     MODEL_WEIGHTS,
 )
 from depthseg.data.dataset import SceneDataset, collate_scenes
-from depthseg.data.indexing import read_index
+from depthseg.data.indexing import read_index, rows_fingerprint
+from depthseg.engine.checkpoints import load_trained
 from depthseg.engine.compute import ComputeSetup
 from depthseg.engine.evaluation import evaluate_split
 from depthseg.engine.preview import evenly_spaced, predict_scenes
@@ -32,19 +31,11 @@ from depthseg.models.dsresnet import DSResNet
 from depthseg.tracking import service as tracking
 
 
-def load_trained_model(setup: ComputeSetup) -> tuple[DSResNet, dict[str, Any]]:
-    if not (MODEL_CARD.is_file() and MODEL_WEIGHTS.is_file()):
-        raise DepthsegError(f"{MODEL_WEIGHTS} or {MODEL_CARD} is missing: run `dvc repro train`")
-    card = json.loads(MODEL_CARD.read_text())
-    model = DSResNet(card["width"])
-    model.load_state_dict(torch.load(MODEL_WEIGHTS, map_location="cpu", weights_only=True))
-    return model.to(setup.device, memory_format=setup.memory_format).eval(), card
-
-
 def evaluate(params: Params) -> dict[str, Any]:
     """Metrics of the trained model on a split, per image too, and prediction images."""
     setup = ComputeSetup.from_params(params.train)
-    model, card = load_trained_model(setup)
+    model, card = load_trained(MODEL_WEIGHTS, MODEL_CARD)
+    model = model.to(setup.device, memory_format=setup.memory_format)
     config = params.evaluate
     table, archive_path = read_index(INDEX_FILE)
     rows = table[table["split"] == config.split].sort_values("scene").reset_index(drop=True)
@@ -72,6 +63,7 @@ def evaluate(params: Params) -> dict[str, Any]:
             "image_size": size,
             "skipped_scenes": result.skipped,
             "mlflow_run_id": card["run_id"],
+            "data_fingerprint": rows_fingerprint(rows),
         }
         write_json(EVALUATE_METRICS, metrics)
         scores = pd.DataFrame(result.per_image).set_index("index")

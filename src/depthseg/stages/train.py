@@ -19,10 +19,12 @@ from depthseg.core.paths import (
     TRAIN_HISTORY,
     TRAIN_METRICS,
 )
+from depthseg.data.archive import MemberReader
 from depthseg.data.indexing import fingerprint, read_index
 from depthseg.engine.checkpoints import save_atomically
 from depthseg.engine.loop import Trainer
 from depthseg.models.dsresnet import count_parameters
+from depthseg.serving.pyfunc import input_example
 from depthseg.tracking import outage
 from depthseg.tracking import service as tracking
 from depthseg.tracking.callbacks import log_epoch, log_missed_epochs
@@ -75,5 +77,20 @@ def train(params: Params, params_file: Path) -> dict[str, Any]:
         tracking.log_metrics({"model_parameters": metrics["model_parameters"]})
         tracking.log_artifact(MODEL_WEIGHTS)
         tracking.log_artifact(MODEL_CARD)
-        tracking.log_model(trainer.model, card["image_size"])
+        tracking.log_model(MODEL_WEIGHTS, MODEL_CARD, _example_scene(table, archive_path))
     return metrics
+
+
+def _example_scene(table: pd.DataFrame, archive_path: Path) -> pd.DataFrame:
+    """A real scene, the first of validation (else of training), as the model's input example."""
+    validation = table[table["split"] == "val"]
+    first = (validation if len(validation) else table).sort_values("scene").iloc[0]
+    reader = MemberReader(archive_path)
+    images = {
+        kind: reader.read_checked(
+            int(first[f"{kind}_offset"]), int(first[f"{kind}_size"]), int(first[f"{kind}_crc"]),
+            first[kind],
+        )
+        for kind in ("bg", "bg_fg")
+    }  # fmt: skip
+    return input_example(images["bg"], images["bg_fg"])

@@ -12,24 +12,22 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 import requests
-import torch
 from mlflow.entities import Metric
-from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
-from mlflow.types import Schema, TensorSpec
 from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.rest_utils import http_request
 
 from depthseg.core.errors import DepthsegError
 from depthseg.core.params import Params, TrackingParams, flatten
-from depthseg.models.dsresnet import DSResNet
-from depthseg.models.served import PackedDSResNet
+from depthseg.serving import pyfunc
 from depthseg.tracking import outage
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -37,7 +35,13 @@ MODEL_ARTIFACT = "model"
 #: The depthseg package, shipped with the logged model as its code.
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 #: What the logged model needs to be loaded elsewhere; pinned as in requirements.txt.
-_MODEL_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
+_MODEL_REQUIREMENTS = [
+    f"{name}=={version(name).split('+')[0]}"
+    for name in (
+        "mlflow", "torch", "numpy", "pandas", "pyarrow", "pillow", "opencv-python-headless",
+        "albumentations", "matplotlib", "pydantic", "PyYAML", "tqdm",
+    )
+]  # fmt: skip
 
 
 #: `mlflow run` opens a run and names its experiment for the process it starts (MLflow consumes
@@ -194,29 +198,20 @@ def log_artifact(path: Path, folder: str | None = None) -> None:
     )
 
 
-def log_model(model: DSResNet, image_size: int) -> None:
-    """Log the model in MLflow's PyTorch flavour: one 6-channel input, two sigmoid outputs.
-
-    The signature leaves batch, height and width free (-1): the network is fully convolutional.
-    """
-    packed = PackedDSResNet(model).cpu().eval()
-    example = np.zeros((1, 6, image_size, image_size), dtype=np.float32)
-    signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 6, -1, -1))]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 2, -1, -1))]),
-    )
+def log_model(weights: Path, card: Path, input_example: pd.DataFrame) -> None:
+    """Log the image model (see ``serving.pyfunc``): its code, the weights as a state dict and
+    the card, with a signature and an input example of real scenes."""
     outage.guarded(
         "model",
         dict,
-        lambda: mlflow.pytorch.log_model(
-            packed,
+        lambda: mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
-            signature=signature,
-            input_example=example,
+            python_model=str(pyfunc.MODEL_CODE),
+            artifacts={pyfunc.WEIGHTS_ARTIFACT: str(weights), pyfunc.CARD_ARTIFACT: str(card)},
             code_paths=[str(_PACKAGE_DIR)],
+            signature=pyfunc.SIGNATURE,
+            input_example=input_example,
             pip_requirements=_MODEL_REQUIREMENTS,
-            # pickle keeps a plain module that takes any batch and image size; pt2 fixes them.
-            serialization_format="pickle",
         ),
     )
 

@@ -1,0 +1,126 @@
+"""MLflow's model registry: every evaluated model becomes a version; the best is `champion`.
+
+Each version is tagged with its test metrics, the fingerprint of the data it was tested on, the
+git commit and the params. The alias ``candidate`` always points at the newest version;
+``champion`` moves to it only when it beats the champion on ``registry.score`` by more than
+``registry.min_improvement``, measured on the same test data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from depthseg.core.params import Params, RegistryParams, flatten
+from depthseg.objectives.metrics import METRIC_NAMES
+from depthseg.tracking.service import TrackingError, connect, git_commit
+
+CANDIDATE, CHAMPION = "candidate", "champion"
+#: Tags every version carries; the score is the one the champion rule compares.
+SCORE_TAG, TEST_DATA_TAG = "score", "test_data_fingerprint"
+#: Sections of params.yaml that decide what model training produces.
+MODEL_SECTIONS = ("data", "index", "model", "loss", "train")
+
+
+@dataclass(frozen=True)
+class Decision:
+    model_name: str
+    version: int
+    score: float
+    champion: int  # the champion's version after the decision
+    promoted: bool
+    reason: str
+
+
+def score(metrics: dict[str, float], rule: RegistryParams) -> float:
+    """Higher is better, whatever the rule."""
+    values = {
+        "iou_minus_rmse": metrics["mask_iou"] - metrics["depth_rmse"],
+        "mask_iou": metrics["mask_iou"],
+        "depth_rmse": -metrics["depth_rmse"],
+    }
+    return values[rule.score]
+
+
+def _logged_model_uri(client: MlflowClient, run_id: str) -> str:
+    """The newest model the training run logged, as ``models:/m-...``."""
+    run = client.get_run(run_id)
+    models = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}'",
+        order_by=[{"field_name": "creation_timestamp", "ascending": False}],
+        output_format="list",
+    )
+    if not models:
+        raise TrackingError(
+            f"MLflow run {run_id} logged no model (was the tracking server down at the end of "
+            "training? run `python src/sync_mlflow.py`, then `dvc repro register`)"
+        )
+    return f"models:/{models[0].model_id}"
+
+
+def _champion(client: MlflowClient, name: str) -> Any | None:
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def _decide(
+    version: int, new_score: float, test_data: str, champion: Any | None, rule: RegistryParams
+) -> tuple[bool, str]:
+    if champion is None:
+        return True, "there was no champion"
+    old = f"version {champion.version}"
+    if champion.tags.get(TEST_DATA_TAG) != test_data:
+        return False, (
+            f"the champion ({old}) was tested on other data "
+            f"({champion.tags.get(TEST_DATA_TAG)}, not {test_data}), so the two cannot be "
+            "compared; to promote by hand, set the alias in `mlflow ui` or with "
+            f"MlflowClient().set_registered_model_alias(name, '{CHAMPION}', {version})"
+        )
+    old_score = float(champion.tags[SCORE_TAG])
+    margin = f"{rule.score} {new_score:.4f} vs {old_score:.4f}"
+    if new_score > old_score + rule.min_improvement:
+        return True, f"it beats the champion ({old}): {margin}"
+    return False, (
+        f"it does not beat the champion ({old}) by more than {rule.min_improvement}: {margin}"
+    )
+
+
+def register(params: Params, run_id: str, metrics: dict[str, Any]) -> Decision:
+    """Register the model of training run ``run_id``, evaluated with ``metrics``."""
+    connect(params.tracking)
+    client = MlflowClient()
+    rule = params.registry
+    name = rule.model_name
+    new_score = score(metrics, rule)
+    test_data = metrics["data_fingerprint"]
+    model_params = {k: v for k, v in flatten(params).items() if k.split(".")[0] in MODEL_SECTIONS}
+    tags = {
+        **{f"test_{key}": str(metrics[key]) for key in METRIC_NAMES},
+        SCORE_TAG: f"{new_score:.6f}",
+        TEST_DATA_TAG: test_data,
+        "git_commit": git_commit(),
+        "mlflow_run_id": run_id,
+        "params": json.dumps(model_params, sort_keys=True, default=str),
+    }
+    try:
+        created = mlflow.register_model(_logged_model_uri(client, run_id), name, tags=tags)
+        version = int(created.version)
+        champion = _champion(client, name)
+        promoted, reason = _decide(version, new_score, test_data, champion, rule)
+        client.set_registered_model_alias(name, CANDIDATE, str(version))
+        if promoted:
+            client.set_registered_model_alias(name, CHAMPION, str(version))
+    except MlflowException as error:
+        raise TrackingError(
+            f"the MLflow model registry at {mlflow.get_tracking_uri()} failed: {error.message}"
+        ) from None
+    champion_version = version if promoted else int(champion.version)
+    return Decision(name, version, round(new_score, 6), champion_version, promoted, reason)

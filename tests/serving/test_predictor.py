@@ -1,0 +1,57 @@
+"""Predictions at the input's size, in batches of equal sizes, normalised as in training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from depthseg.core.errors import DepthsegError
+from depthseg.data import layout
+from depthseg.data.transforms import image_tensor
+from depthseg.engine.checkpoints import load_trained
+from depthseg.serving.predictor import Predictor, load_network
+
+
+def random_images(count: int, height: int, width: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, height, width, 3), dtype=np.uint8)
+
+
+def test_at_the_training_size_it_is_the_trained_network_on_normalised_input(saved_model) -> None:
+    weights, card = saved_model
+    network = load_network(weights, card)
+    model, _ = load_trained(weights, card)
+    bg, bg_fg = random_images(1, 64, 64, 0)[0], random_images(1, 64, 64, 1)[0]
+    with torch.inference_mode():
+        probability, depth = network(torch.from_numpy(bg[None]), torch.from_numpy(bg_fg[None]))
+        depth_logits, mask_logits = model(
+            image_tensor(bg, layout.BG_MEAN, layout.BG_STD)[None],
+            image_tensor(bg_fg, layout.BG_FG_MEAN, layout.BG_FG_STD)[None],
+        )
+    torch.testing.assert_close(probability[0], torch.sigmoid(mask_logits)[0, 0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(depth[0], torch.sigmoid(depth_logits)[0, 0], atol=1e-5, rtol=0)
+
+
+def test_any_sizes_in_one_call_come_back_in_order_at_their_own_size(saved_model) -> None:
+    predictor = Predictor(load_network(*saved_model), "cpu")
+    sizes = [(100, 150), (100, 150), (37, 53), (100, 150)]
+    pairs = [
+        (random_images(1, h + 9, w, i)[0], random_images(1, h, w, 10 + i)[0])
+        for i, (h, w) in enumerate(sizes)
+    ]
+    together = list(predictor.predict(pairs, batch_size=2))
+    alone = [next(predictor.predict([pair])) for pair in pairs]
+    assert [p.probability.shape for p in together] == sizes
+    assert [p.depth.shape for p in together] == sizes
+    for batched, single in zip(together, alone, strict=True):
+        np.testing.assert_allclose(batched.probability, single.probability, atol=1e-5)
+        np.testing.assert_allclose(batched.depth, single.depth, atol=1e-5)
+        assert batched.depth.min() >= 0 and batched.depth.max() <= 1
+
+
+def test_a_missing_card_says_to_train_first(saved_model, tmp_path: Path) -> None:
+    weights, _ = saved_model
+    with pytest.raises(DepthsegError, match=r"model\.json is missing: run `dvc repro train`"):
+        load_network(weights, tmp_path / "model.json")

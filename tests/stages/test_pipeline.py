@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import mlflow
@@ -16,6 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from PIL import Image
 from repro_project import clone_project, run
 
 pytestmark = pytest.mark.slow
@@ -65,11 +69,27 @@ def test_mlflow_run_records_params_epochs_artifacts_and_a_loadable_model(pipelin
     assert {"params.yaml", "model.pt", "model.json", "evaluate"} <= artifacts
     evaluate_files = {a.path for a in client.list_artifacts(run.info.run_id, "evaluate")}
     assert "evaluate/predictions" in evaluate_files
-    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
-    scenes = np.random.default_rng(0).normal(size=(2, 6, 64, 64)).astype(np.float32)
-    predicted = model.predict(scenes)
-    assert predicted.shape == (2, 2, 64, 64)
-    assert ((predicted >= 0) & (predicted <= 1)).all()
+
+
+def test_register_makes_the_evaluated_model_the_first_champion(pipeline) -> None:
+    project, env = pipeline
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    decision = json.loads((project / "results/register/decision.json").read_text())
+    assert decision == {
+        "model_name": "depthseg", "version": 1, "score": decision["score"], "champion": 1,
+        "promoted": True, "reason": "there was no champion",
+    }  # fmt: skip
+    evaluation = json.loads((project / "results/evaluate/metrics.json").read_text())
+    assert decision["score"] == round(evaluation["mask_iou"] - evaluation["depth_rmse"], 6)
+    version = MlflowClient().get_model_version_by_alias("depthseg", "champion")
+    assert version.run_id == evaluation["mlflow_run_id"]
+    assert version.tags["test_data_fingerprint"] == evaluation["data_fingerprint"]
+    with zipfile.ZipFile(project / "data/raw/modest.zip") as archive:
+        bg, scene = archive.read("bg/bg001.jpeg"), archive.read("bg_fg/bg001_fg001_01.jpeg")
+    model = mlflow.pyfunc.load_model("models:/depthseg@champion")
+    answer = model.predict(pd.DataFrame({"bg": [bg], "bg_fg": [scene]}))
+    mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["mask"][0]))))
+    assert mask.shape == (64, 64) and set(np.unique(mask)) <= {0, 255}
 
 
 def test_bad_params_stop_the_stage_with_the_key_named(pipeline, tmp_path: Path) -> None:

@@ -55,8 +55,8 @@ def check_registry(decisions: list[registry.Decision], params) -> None:
     assert "does not beat the champion (version 2)" in decisions[2].reason
     assert "tested on other data" in decisions[3].reason
     client = MlflowClient()
-    assert client.get_model_version_by_alias("depthseg", "champion").version == "2"
-    assert client.get_model_version_by_alias("depthseg", "candidate").version == "4"
+    assert int(client.get_model_version_by_alias("depthseg", "champion").version) == 2
+    assert int(client.get_model_version_by_alias("depthseg", "candidate").version) == 4
     tags = client.get_model_version("depthseg", "2").tags
     assert tags["test_mask_iou"] == "0.85" and tags["test_data_fingerprint"] == "test-data-1"
     assert tags["score"] == "0.770000" and tags["git_commit"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import mlflow
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -64,7 +65,7 @@ def _logged_model_uri(client: MlflowClient, run_id: str) -> str:
     return f"models:/{models[0].model_id}"
 
 
-def _champion(client: MlflowClient, name: str) -> Any | None:
+def _champion(client: MlflowClient, name: str) -> ModelVersion | None:
     try:
         return client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
@@ -72,19 +73,21 @@ def _champion(client: MlflowClient, name: str) -> Any | None:
 
 
 def _decide(
-    version: int, new_score: float, test_data: str, champion: Any | None, rule: RegistryParams
+    version: ModelVersion, champion: ModelVersion | None, rule: RegistryParams
 ) -> tuple[bool, str]:
+    """Whether ``version`` becomes champion, and why."""
     if champion is None:
         return True, "there was no champion"
     old = f"version {champion.version}"
-    if champion.tags.get(TEST_DATA_TAG) != test_data:
+    test_data, champion_data = version.tags[TEST_DATA_TAG], champion.tags.get(TEST_DATA_TAG)
+    if champion_data != test_data:
         return False, (
-            f"the champion ({old}) was tested on other data "
-            f"({champion.tags.get(TEST_DATA_TAG)}, not {test_data}), so the two cannot be "
-            "compared; to promote by hand, set the alias in `mlflow ui` or with "
-            f"MlflowClient().set_registered_model_alias(name, '{CHAMPION}', {version})"
+            f"the champion ({old}) was tested on other data ({champion_data}, not "
+            f"{test_data}), so the two cannot be compared; to promote by hand, set the alias "
+            f"in `mlflow ui` or with MlflowClient().set_registered_model_alias("
+            f"'{version.name}', '{CHAMPION}', {version.version})"
         )
-    old_score = float(champion.tags[SCORE_TAG])
+    new_score, old_score = float(version.tags[SCORE_TAG]), float(champion.tags[SCORE_TAG])
     margin = f"{rule.score} {new_score:.4f} vs {old_score:.4f}"
     if new_score > old_score + rule.min_improvement:
         return True, f"it beats the champion ({old}): {margin}"
@@ -100,27 +103,26 @@ def register(params: Params, run_id: str, metrics: dict[str, Any]) -> Decision:
     rule = params.registry
     name = rule.model_name
     new_score = score(metrics, rule)
-    test_data = metrics["data_fingerprint"]
     model_params = {k: v for k, v in flatten(params).items() if k.split(".")[0] in MODEL_SECTIONS}
     tags = {
         **{f"test_{key}": str(metrics[key]) for key in METRIC_NAMES},
         SCORE_TAG: f"{new_score:.6f}",
-        TEST_DATA_TAG: test_data,
+        TEST_DATA_TAG: metrics["data_fingerprint"],
         "git_commit": git_commit(),
         "mlflow_run_id": run_id,
         "params": json.dumps(model_params, sort_keys=True, default=str),
     }
     try:
         created = mlflow.register_model(_logged_model_uri(client, run_id), name, tags=tags)
-        version = int(created.version)
         champion = _champion(client, name)
-        promoted, reason = _decide(version, new_score, test_data, champion, rule)
-        client.set_registered_model_alias(name, CANDIDATE, str(version))
+        promoted, reason = _decide(created, champion, rule)
+        client.set_registered_model_alias(name, CANDIDATE, str(created.version))
         if promoted:
-            client.set_registered_model_alias(name, CHAMPION, str(version))
+            client.set_registered_model_alias(name, CHAMPION, str(created.version))
     except MlflowException as error:
         raise TrackingError(
             f"the MLflow model registry at {mlflow.get_tracking_uri()} failed: {error.message}"
         ) from None
-    champion_version = version if promoted else int(champion.version)
+    version = int(created.version)
+    champion_version = version if promoted or champion is None else int(champion.version)
     return Decision(name, version, round(new_score, 6), champion_version, promoted, reason)

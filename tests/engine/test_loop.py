@@ -152,7 +152,7 @@ def test_resume_without_checkpoint_starts_from_the_first_epoch(tiny_index, tmp_p
 
 
 def test_the_kept_epoch_is_the_best_among_those_at_the_final_size(
-    tiny_index, tmp_path: Path
+    tiny_index, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     table, archive = tiny_index
     # Epoch 1 at 32 px, epochs 2-4 at 64 px: only the last three compete.
@@ -163,6 +163,16 @@ def test_the_kept_epoch_is_the_best_among_those_at_the_final_size(
     assert trainer.best is min(final_size, key=lambda report: report.val_loss)
     saved = torch.load(tmp_path / "best.pt", weights_only=True)
     assert saved["epoch"] == trainer.best.epoch
+    # One line per epoch on stdout (no terminal here, so no progress bar), the kept ones marked.
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert [line.split(" at ")[0] for line in lines] == [f"epoch {e}/4" for e in (1, 2, 3, 4)]
+    assert lines[0].startswith("epoch 1/4 at 32 px: train loss ")
+    kept, lowest = [], float("inf")
+    for report in final_size:
+        if report.val_loss < lowest:
+            kept.append(report.epoch)
+            lowest = report.val_loss
+    assert [i + 1 for i, line in enumerate(lines) if line.endswith("(kept)")] == kept
 
 
 def test_keep_epoch_last_keeps_the_final_weights(tiny_index, tmp_path: Path) -> None:

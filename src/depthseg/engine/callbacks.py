@@ -35,6 +35,16 @@ class EpochReport:
             "skipped_scenes": self.skipped_scenes,
         }
 
+    def summary(self, epochs: int, kept: bool) -> str:
+        """One line for the log, printed even where no bar is drawn (``dvc repro > log``)."""
+        mark = " (kept)" if kept else ""
+        return (
+            f"epoch {self.epoch}/{epochs} at {self.image_size} px: train loss "
+            f"{self.train_loss:.4f}, val loss {self.val_loss:.4f}, val IoU "
+            f"{self.val['mask_iou']:.4f}, val RMSE {self.val['depth_rmse']:.4f}, "
+            f"{self.samples_per_s:.1f} samples/s, {self.seconds:.0f} s{mark}"
+        )
+
 
 #: Called with the trainer and the report after each epoch has been checkpointed.
 EpochCallback = Callable[["Trainer", EpochReport], None]

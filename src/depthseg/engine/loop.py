@@ -172,6 +172,7 @@ class Trainer:
             if kept:
                 self.best = report
             self.checkpoints.save(self._state(epoch), kept)
+            print(report.summary(self.config.epochs, kept), flush=True)
             for callback in self.callbacks:
                 callback(self, report)
         return self.history

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def mlflow_server(folder: Path, port: int, env: dict[str, str]) -> subprocess.Po
     """A real `mlflow server` on ``port`` with its store in ``folder``; waits until it answers."""
     server = subprocess.Popen(
         [
-            "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+            str(Path(sys.executable).parent / "mlflow"), "server",
+            "--host", "127.0.0.1", "--port", str(port),
             "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
             "--artifacts-destination", str(folder / "artifacts"),
         ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,23 @@ def test_a_killed_writers_leftover_is_removed_by_the_next_write(tmp_path: Path) 
     with replaced_atomically(target) as partial:
         partial.write_bytes(b"complete")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, "modest.zip"])
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="zombies are read from /proc")
+def test_a_killed_writer_not_yet_reaped_counts_as_gone(tmp_path: Path) -> None:
+    # Killed with its process group, a stage's writer stays a zombie until someone reaps it.
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    os.kill(writer.pid, 9)
+    while Path(f"/proc/{writer.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+        time.sleep(0.01)  # the kill is delivered asynchronously
+    leftover = tmp_path / f".modest.zip.{writer.pid}.0.partial"
+    leftover.write_bytes(b"half")
+    try:
+        with replaced_atomically(tmp_path / "modest.zip") as partial:
+            partial.write_bytes(b"complete")
+        assert [p.name for p in tmp_path.iterdir()] == ["modest.zip"]
+    finally:
+        writer.wait()
 
 
 def test_a_folder_is_swapped_whole(tmp_path: Path) -> None:

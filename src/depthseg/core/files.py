@@ -32,7 +32,15 @@ def _process_alive(pid: int) -> bool:
         return False
     except PermissionError:  # alive, someone else's
         return True
-    return True
+    # A killed writer stays a zombie until its parent reaps it (in a container whose first
+    # process does not reap orphans, never): it exists but will never write again.
+    if not Path("/proc/self").exists():  # no /proc (macOS): it exists, so count it alive
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # gone meanwhile
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def remove_stale_partials(target: Path) -> list[Path]:

@@ -17,8 +17,7 @@ import torch
 from depthseg.core.cli import report_errors
 from depthseg.core.paths import MODEL_WEIGHTS
 from depthseg.serving.onnx_export import export_onnx, onnx_predict
-from depthseg.serving.predictor import load_network
-from depthseg.serving.pyfunc import load_predictor
+from depthseg.serving.pyfunc import open_predictor
 
 
 def main() -> None:
@@ -28,11 +27,7 @@ def main() -> None:
     args = parser.parse_args()
 
     def export() -> None:
-        if ":/" in args.model:
-            network = load_predictor(args.model, "cpu").network
-        else:
-            weights = Path(args.model)
-            network = load_network(weights, weights.with_suffix(".json"))
+        network = open_predictor(args.model, "cpu").network
         export_onnx(network, args.out)
         # Check the file against PyTorch on an odd size and batch the export never saw.
         generator = np.random.default_rng(0)

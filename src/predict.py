@@ -14,8 +14,7 @@ from depthseg.core.cli import report_errors
 from depthseg.core.paths import MODEL_CARD, MODEL_WEIGHTS
 from depthseg.serving.inputs import pairs_from_data, pairs_from_files
 from depthseg.serving.predict_files import OUTPUTS, predict_to_folder
-from depthseg.serving.predictor import Predictor, load_network
-from depthseg.serving.pyfunc import load_predictor
+from depthseg.serving.pyfunc import open_predictor
 
 
 def main() -> None:
@@ -45,11 +44,7 @@ def main() -> None:
 
     def predict() -> None:
         pairs = pairs_from_data(args.data) if args.data else pairs_from_files(args.bg, args.scene)
-        if ":/" in args.model:
-            predictor = load_predictor(args.model, args.device)
-        else:
-            weights = Path(args.model)
-            predictor = Predictor(load_network(weights, weights.with_suffix(".json")), args.device)
+        predictor = open_predictor(args.model, args.device)
         rate = predict_to_folder(predictor, pairs, args.out, args.batch_size)
         print(f"predict: {len(pairs)} scenes to {args.out} ({rate:.1f} scenes/s)")
 

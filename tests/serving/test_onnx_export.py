@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,3 +35,13 @@ def test_onnx_runtime_matches_pytorch_at_any_batch_and_size(saved_model, tmp_pat
             worst = max(worst, float(np.abs(onnx_output - torch_output.numpy()).max()))
     print(f"ONNX Runtime vs PyTorch: max abs difference {worst:.2e}")
     assert worst < 1e-4
+
+
+def test_the_export_script_writes_the_file_and_reports_its_difference(saved_model, tmp_path):
+    out = tmp_path / "exported.onnx"
+    script = Path(__file__).resolve().parents[2] / "src/export.py"
+    command = [sys.executable, str(script), "--model", str(saved_model[0]), "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    difference = float(result.stdout.strip().rsplit(" ", 1)[1])
+    assert out.is_file() and difference < 1e-4

@@ -84,6 +84,14 @@ class ImagePairModel(PythonModel):
         return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
 
 
+def open_predictor(model: str, device: str = "auto") -> Predictor:
+    """A weights file (its card beside it, ``.json``) or an MLflow model URI, ready to predict."""
+    if ":/" in model:
+        return load_predictor(model, device)
+    weights = Path(model)
+    return Predictor(load_network(weights, weights.with_suffix(".json")), device)
+
+
 def load_predictor(uri: str, device: str = "auto") -> Predictor:
     """The predictor inside an MLflow image model (``models:/NAME@ALIAS``, ``runs:/ID/model``)."""
     try:

@@ -16,7 +16,8 @@ from depthseg.core.params import AugmentParams, IndexParams
 from depthseg.data import layout
 from depthseg.data.dataset import ImageError, SceneDataset
 from depthseg.data.indexing import build_index
-from depthseg.data.transforms import build_augmentation
+from depthseg.data.sampling import EpochSampler, SceneKey
+from depthseg.data.transforms import build_augmentation, normalised
 
 Files = dict[str, bytes]
 MakeRelease = Callable[..., Files]
@@ -46,18 +47,17 @@ def modest_index(modest_archive: Path) -> pd.DataFrame:
     return build_index(modest_archive, IndexParams())[0]
 
 
-def _pixels(image: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """Undo the normalisation: HxWx3 in [0, 1]."""
-    values = image.numpy().transpose(1, 2, 0)
-    return values * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
+def _pixels(image: torch.Tensor) -> np.ndarray:
+    """3xHxW uint8 -> HxWx3 in [0, 1]."""
+    return image.numpy().transpose(1, 2, 0) / 255.0
 
 
 def _bg_fg_pixels(sample: Sample) -> np.ndarray:
-    return _pixels(sample["bg_fg"], layout.BG_FG_MEAN, layout.BG_FG_STD)
+    return _pixels(sample["bg_fg"])
 
 
 def _bg_pixels(sample: Sample) -> np.ndarray:
-    return _pixels(sample["bg"], layout.BG_MEAN, layout.BG_STD)
+    return _pixels(sample["bg"])
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -75,8 +75,8 @@ def _augmented(params: AugmentParams) -> Callable[..., SceneDataset]:
     return make
 
 
-GEOMETRIC = AugmentParams(geometric=True, flip_p=1.0, shift=0.1, scale=0.15)
-PHOTOMETRIC = AugmentParams(photometric=True, photometric_p=1.0)
+GEOMETRIC = AugmentParams(geometric=True, photometric=False, flip_p=1.0, shift=0.1, scale=0.15)
+PHOTOMETRIC = AugmentParams(photometric=True, geometric=False, photometric_p=1.0)
 EVERYTHING = AugmentParams(geometric=True, photometric=True, photometric_p=1.0)
 
 
@@ -100,12 +100,12 @@ def test_sample_shapes_and_ranges(
             "depth": (1, size, size),
         }
         assert int(sample["index"]) == index
-        assert all(sample[key].dtype == torch.float32 for key in ("bg", "bg_fg", "mask", "depth"))
-        assert set(sample["mask"].unique().tolist()) == {0.0, 1.0}
-        assert 0.0 <= sample["depth"].min() < sample["depth"].max() <= 1.0
+        assert all(sample[key].dtype == torch.uint8 for key in ("bg", "bg_fg", "mask", "depth"))
+        assert set(sample["mask"].unique().tolist()) == {0, 1}
+        assert 0 <= sample["depth"].min() < sample["depth"].max() <= 255
 
 
-def test_inputs_are_normalised_with_the_release_statistics(
+def test_scenes_are_the_release_pixels_normalised_with_its_statistics_in_batches(
     modest_index: pd.DataFrame, modest_archive: Path, modest_mini: Path
 ) -> None:
     index = 7
@@ -115,11 +115,14 @@ def test_inputs_are_normalised_with_the_release_statistics(
         ("bg", layout.BG_MEAN, layout.BG_STD),
         ("bg_fg", layout.BG_FG_MEAN, layout.BG_FG_STD),
     ]:
-        pixels = np.asarray(Image.open(modest_mini / row[kind]).convert("RGB"), np.float64) / 255
-        expected = (pixels - np.array(mean)) / np.array(std)
-        np.testing.assert_allclose(sample[kind].numpy(), expected.transpose(2, 0, 1), atol=1e-5)
+        pixels = np.asarray(Image.open(modest_mini / row[kind]).convert("RGB"))
+        np.testing.assert_array_equal(sample[kind].numpy(), pixels.transpose(2, 0, 1))
+        expected = (pixels / 255.0 - np.array(mean)) / np.array(std)
+        batch = normalised(sample[kind][None], mean, std)
+        assert batch.dtype == torch.float32
+        np.testing.assert_allclose(batch[0].numpy(), expected.transpose(2, 0, 1), atol=1e-5)
     mask = np.asarray(Image.open(modest_mini / row["mask"]).convert("L"))
-    np.testing.assert_array_equal(sample["mask"][0].numpy(), (mask > 127).astype(np.float32))
+    np.testing.assert_array_equal(sample["mask"][0].numpy(), (mask > 127).astype(np.uint8))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,14 +167,14 @@ def test_geometric_augmentation_keeps_labels_aligned(
     for index in range(len(table)):
         before, after = plain[index], augmented[index]
         figure = _bg_fg_pixels(after).mean(axis=2) > FIGURE_THRESHOLD
-        mask = after["mask"][0].numpy() > 0.5
+        mask = after["mask"][0].numpy() > 0
         assert mask.sum() > 0.1 * mask.size
         assert _iou(figure, mask) > 0.9, index
         # The figure was painted left of centre: the flip moved it (and its mask) right.
-        assert _iou(mask, before["mask"][0].numpy() > 0.5) < 0.5
+        assert _iou(mask, before["mask"][0].numpy() > 0) < 0.5
         assert np.nonzero(mask)[1].mean() > 64 / 2
         # The depth ramp rose to the right; flipped with the image, it now falls.
-        depth = after["depth"][0].numpy()
+        depth = after["depth"][0].numpy().astype(float)
         assert depth[:, :8].mean() > depth[:, -8:].mean()
 
 
@@ -181,7 +184,7 @@ def test_flip_and_affine_are_drawn_independently(
     table, archive = index_release(make_release(1, size=64))
     repeated = pd.concat([table] * 40, ignore_index=True)  # one scene, 40 draws
     plain_mask = SceneDataset(table, archive, 64)[0]["mask"][0]
-    params = AugmentParams(geometric=True, flip_p=0.5, shift=0.2, scale=0.2)
+    params = AugmentParams(geometric=True, photometric=False, flip_p=0.5, shift=0.2, scale=0.2)
     dataset = _augmented(params)(repeated, archive, 64)
 
     def outcome(index: int) -> str:
@@ -225,23 +228,24 @@ def test_augmentation_depends_on_seed_epoch_and_index(
     again = make(table, archive, 32)  # a fresh copy, as a worker process has
     assert all(_same(first[index], again[index]) for index in range(len(table)))
     assert all(_same(first[index], dataset[index]) for index in range(len(table)))
-    dataset.epoch = 1
-    assert not any(_same(first[index], dataset[index]) for index in range(len(table)))
+    next_epoch = [dataset[SceneKey(index, 32, 1)] for index in range(len(table))]
+    assert not any(_same(first[index], next_epoch[index]) for index in range(len(table)))
     other_seed = make(table, archive, 32, seed=1)
     assert not any(_same(first[index], other_seed[index]) for index in range(len(table)))
 
 
 def test_dataset_survives_pickling(modest_index: pd.DataFrame, modest_archive: Path) -> None:
     dataset = _augmented(EVERYTHING)(modest_index, modest_archive, 64)
-    dataset.epoch = 2
-    expected = dataset[3]
+    key = SceneKey(3, 64, 2)
+    expected = dataset[key]
     copy = pickle.loads(pickle.dumps(dataset))
-    assert copy.epoch == 2
-    assert _same(copy[3], expected)
+    assert _same(copy[key], expected)
 
 
 def _batches(dataset: SceneDataset, workers: int) -> list[Sample]:
-    loader = DataLoader(dataset, batch_size=5, shuffle=False, num_workers=workers)
+    sampler = EpochSampler(len(dataset), 64, shuffle=False)
+    sampler.set_epoch(3, 64)
+    loader = DataLoader(dataset, batch_size=5, sampler=sampler, num_workers=workers)
     return list(loader)
 
 
@@ -249,7 +253,6 @@ def test_loader_workers_give_the_same_batches(
     modest_index: pd.DataFrame, modest_archive: Path
 ) -> None:
     dataset = _augmented(EVERYTHING)(modest_index, modest_archive, 64)
-    dataset.epoch = 3
     in_process = _batches(dataset, workers=0)
     with_workers = _batches(dataset, workers=2)
     assert [len(batch["bg"]) for batch in in_process] == [5, 5, 2]

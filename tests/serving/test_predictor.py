@@ -10,7 +10,7 @@ import torch
 
 from depthseg.core.errors import DepthsegError
 from depthseg.data import layout
-from depthseg.data.transforms import image_tensor
+from depthseg.data.transforms import normalised
 from depthseg.engine.checkpoints import load_trained
 from depthseg.serving.predictor import Predictor, load_network
 
@@ -27,8 +27,10 @@ def test_at_the_training_size_it_is_the_trained_network_on_normalised_input(save
     with torch.inference_mode():
         probability, depth = network(torch.from_numpy(bg[None]), torch.from_numpy(bg_fg[None]))
         depth_logits, mask_logits = model(
-            image_tensor(bg, layout.BG_MEAN, layout.BG_STD)[None],
-            image_tensor(bg_fg, layout.BG_FG_MEAN, layout.BG_FG_STD)[None],
+            normalised(torch.from_numpy(bg).permute(2, 0, 1)[None], layout.BG_MEAN, layout.BG_STD),
+            normalised(
+                torch.from_numpy(bg_fg).permute(2, 0, 1)[None], layout.BG_FG_MEAN, layout.BG_FG_STD
+            ),
         )
     torch.testing.assert_close(probability[0], torch.sigmoid(mask_logits)[0, 0], atol=1e-5, rtol=0)
     torch.testing.assert_close(depth[0], torch.sigmoid(depth_logits)[0, 0], atol=1e-5, rtol=0)

@@ -177,6 +177,10 @@ class TrainParams(Section):
         list[Annotated[int, Field(ge=32, multiple_of=32)]], Field(min_length=1)
     ] = [64, 64, 64, 64, 96, 96, 96, 96]
     train_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    # Scenes drawn per epoch (shuffled passes over the train split, the last one cut short);
+    # None: each training scene once. A fixed number gives small datasets as many steps as
+    # large ones, and a time per epoch that does not grow with the data.
+    scenes_per_epoch: PositiveInt | None = None
     optimizer: OptimizerParams = OptimizerParams()
     scheduler: SchedulerParams = SchedulerParams()
     augment: AugmentParams = AugmentParams()

@@ -17,7 +17,8 @@ from torch.utils.data import Dataset, default_collate
 from depthseg.core.errors import DepthsegError
 from depthseg.data import layout
 from depthseg.data.archive import ArchiveError, MemberReader
-from depthseg.data.transforms import depth_tensor, image_tensor, mask_tensor
+from depthseg.data.sampling import SceneKey
+from depthseg.data.transforms import binary_mask, chw_tensor
 
 
 class ImageError(DepthsegError, ValueError):
@@ -53,7 +54,12 @@ def decode_image(data: bytes, size: int, mode: str, name: str) -> np.ndarray:
 
 
 class SceneDataset(Dataset[dict[str, torch.Tensor]]):
-    """Scenes of ``table`` as tensors: ``bg``, ``bg_fg`` (normalised), ``mask``, ``depth``."""
+    """Scenes of ``table`` as uint8 tensors: ``bg``, ``bg_fg`` (RGB), ``mask`` (0 or 1) and
+    ``depth`` (0..255); ``ComputeSetup.inputs`` turns a batch of them into the network's floats.
+
+    A key is a row number, read at ``image_size`` without augmentation draws of any epoch, or a
+    ``SceneKey`` from ``EpochSampler`` that says the size and the epoch.
+    """
 
     def __init__(
         self,
@@ -75,29 +81,28 @@ class SceneDataset(Dataset[dict[str, torch.Tensor]]):
         self.augmentation = augmentation
         self.seed = seed
         self.skip_bad = skip_bad
-        # Set before each epoch; workers are started afresh every epoch and copy it.
-        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.scenes)
 
-    def _read(self, kind: str, index: int, mode: str) -> np.ndarray:
-        offset, size, crc = (int(value) for value in self.ranges[kind][index])
+    def _read(self, kind: str, index: int, image_size: int, mode: str) -> np.ndarray:
+        offset, length, crc = (int(value) for value in self.ranges[kind][index])
         name = self.names[kind][index]
         try:
-            data = self.reader.read_checked(offset, size, crc, name)
+            data = self.reader.read_checked(offset, length, crc, name)
         except ArchiveError as error:
             raise ImageError(str(error)) from None
-        return decode_image(data, self.image_size, mode, f"{self.reader.path}:{name}")
+        return decode_image(data, image_size, mode, f"{self.reader.path}:{name}")
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor] | None:
+    def __getitem__(self, key: int | SceneKey) -> dict[str, torch.Tensor] | None:
         """The scene's tensors; None for a bad scene when ``skip_bad`` (see ``collate_scenes``)."""
+        index, size, epoch = key if isinstance(key, SceneKey) else (key, self.image_size, 0)
         try:
             images = {
-                "image": self._read("bg", index, "RGB"),
-                "bg_fg": self._read("bg_fg", index, "RGB"),
-                "mask": self._read("mask", index, "L"),
-                "depth": self._read("depth", index, "L"),
+                "image": self._read("bg", index, size, "RGB"),
+                "bg_fg": self._read("bg_fg", index, size, "RGB"),
+                "mask": self._read("mask", index, size, "L"),
+                "depth": self._read("depth", index, size, "L"),
             }
         except ImageError as error:
             if self.skip_bad:
@@ -107,15 +112,15 @@ class SceneDataset(Dataset[dict[str, torch.Tensor]]):
             # Seeded per scene and epoch: the same draws whatever the number of workers. One
             # generator shared by all transforms: set_random_seed would give each transform its
             # own generator with the same seed, so their draws would coincide (flip iff affine).
-            seed = hash((self.seed, self.epoch, index)) & 0x7FFFFFFF
+            seed = hash((self.seed, epoch, index)) & 0x7FFFFFFF
             self.augmentation.set_random_state(np.random.default_rng(seed), random.Random(seed))
             images = self.augmentation(**images)
         return {
             "index": torch.tensor(index),
-            "bg": image_tensor(images["image"], layout.BG_MEAN, layout.BG_STD),
-            "bg_fg": image_tensor(images["bg_fg"], layout.BG_FG_MEAN, layout.BG_FG_STD),
-            "mask": mask_tensor(images["mask"]),
-            "depth": depth_tensor(images["depth"]),
+            "bg": chw_tensor(images["image"]),
+            "bg_fg": chw_tensor(images["bg_fg"]),
+            "mask": chw_tensor(binary_mask(images["mask"])),
+            "depth": chw_tensor(images["depth"]),
         }
 
 

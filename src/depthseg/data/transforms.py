@@ -1,4 +1,4 @@
-"""Augmentation and tensor conversion of a scene's four images.
+"""Augmentation and tensor conversion of a scene's four images, and normalisation of batches.
 
 Photometric changes apply identically to ``bg`` and ``bg_fg`` (so their difference still marks the
 person) and never to the labels; geometric changes apply jointly to all four images, so the mask
@@ -44,20 +44,26 @@ def build_augmentation(params: AugmentParams) -> A.Compose | None:
     return A.Compose(transforms, additional_targets=ADDITIONAL_TARGETS, seed=0)
 
 
-def image_tensor(
-    image: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]
+def chw_tensor(image: np.ndarray) -> torch.Tensor:
+    """HxWx3 or HxW uint8 -> 3xHxW or 1xHxW uint8: batches stay uint8 (a quarter of float32's
+    bytes) through collation, pinning and the copy to the device."""
+    channels = image if image.ndim == 3 else image[..., None]
+    # Writable too: a decoded image at its stored size is a read-only view of Pillow's buffer.
+    return torch.from_numpy(np.require(channels.transpose(2, 0, 1), requirements=("C", "W")))
+
+
+def binary_mask(mask: np.ndarray) -> np.ndarray:
+    """HxW uint8 -> {0, 1}; the release's masks are JPEG, so not pure 0/255."""
+    return (mask > 127).astype(np.uint8)
+
+
+def normalised(
+    images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
 ) -> torch.Tensor:
-    """HxWx3 uint8 RGB -> 3xHxW float32, normalised with the dataset's statistics."""
-    scaled = image.astype(np.float32) / 255.0
-    normalised = (scaled - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))
-
-
-def mask_tensor(mask: np.ndarray) -> torch.Tensor:
-    """HxW uint8 -> 1xHxW float32 in {0, 1}; the release's masks are JPEG, so not pure 0/255."""
-    return torch.from_numpy((mask > 127).astype(np.float32))[None]
-
-
-def depth_tensor(depth: np.ndarray) -> torch.Tensor:
-    """HxW uint8 -> 1xHxW float32 in [0, 1]."""
-    return torch.from_numpy(depth.astype(np.float32) / 255.0)[None]
+    """Nx3xHxW uint8 RGB -> float32 normalised with the dataset's statistics, where ``images``
+    lies (on the device, for training)."""
+    scaled = images.float() / 255.0
+    shape = (1, len(mean), 1, 1)
+    mean_tensor = torch.tensor(mean, dtype=torch.float32, device=images.device).view(shape)
+    std_tensor = torch.tensor(std, dtype=torch.float32, device=images.device).view(shape)
+    return (scaled - mean_tensor) / std_tensor

@@ -12,6 +12,8 @@ from torch import nn
 
 from depthseg.core.errors import DepthsegError
 from depthseg.core.params import TrainParams
+from depthseg.data import layout
+from depthseg.data.transforms import normalised
 
 
 class TrainingError(DepthsegError, RuntimeError):
@@ -94,13 +96,20 @@ class ComputeSetup:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     def inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        """bg, bg_fg, depth, mask of a batch, on the device in the memory format."""
+        """bg, bg_fg (normalised), depth (0..1) and mask of a uint8 batch, as float32 on the
+        device in the memory format: the batch crosses to the device as uint8."""
 
         def move(name: str) -> torch.Tensor:
-            tensor = batch[name].to(self.device, non_blocking=True)
-            return tensor.contiguous(memory_format=self.memory_format)
+            # non_blocking: from pinned memory the copy overlaps the work already queued.
+            return batch[name].to(self.device, non_blocking=True)
 
-        return move("bg"), move("bg_fg"), move("depth"), move("mask")
+        tensors = (
+            normalised(move("bg"), layout.BG_MEAN, layout.BG_STD),
+            normalised(move("bg_fg"), layout.BG_FG_MEAN, layout.BG_FG_STD),
+            move("depth").float() / 255.0,
+            move("mask").float(),
+        )
+        return tuple(tensor.contiguous(memory_format=self.memory_format) for tensor in tensors)
 
     def predict(
         self, model: nn.Module, bg: torch.Tensor, bg_fg: torch.Tensor

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from depthseg.core.params import Params, TrainParams
 from depthseg.data.dataset import SceneDataset, collate_scenes
+from depthseg.data.sampling import EpochSampler
 from depthseg.data.transforms import build_augmentation
 from depthseg.engine.callbacks import EpochCallback, EpochReport
 from depthseg.engine.checkpoints import Checkpoints, data_fingerprint
@@ -69,14 +70,25 @@ class Trainer:
             skip_bad,
         )
         self.val_set = SceneDataset(val_rows, archive_path, first_size, skip_bad=skip_bad)
+        self.train_sampler = EpochSampler(
+            len(self.train_set),
+            first_size,
+            shuffle=True,
+            seed=self.config.seed,
+            scenes_per_epoch=self.config.scenes_per_epoch,
+        )
+        self.val_sampler = EpochSampler(len(self.val_set), first_size, shuffle=False)
+        # BatchNorm needs more than one sample: drop a last batch of one.
+        drop_last = len(self.train_sampler) > self.config.batch_size
+        self.train_loader = self._loader(self.train_set, self.train_sampler, drop_last)
+        self.val_loader = self._loader(self.val_set, self.val_sampler, drop_last=False)
         torch.manual_seed(self.config.seed)
         self.model = DSResNet(params.model.width).to(
             self.setup.device, memory_format=self.setup.memory_format
         )
         self.loss = build_loss(params.loss)
         self.optimizer = build_optimizer(self.model, self.config.optimizer)
-        steps_per_epoch = max(1, len(self.train_set) // self.config.batch_size)
-        self.schedule = LRSchedule(self.optimizer, self.config, steps_per_epoch)
+        self.schedule = LRSchedule(self.optimizer, self.config, len(self.train_loader))
         self.scaler = torch.amp.GradScaler(self.setup.device.type, enabled=self.setup.scales_loss)
         self.checkpoints = Checkpoints(
             checkpoint_dir, params, data_fingerprint(pd.concat([train_rows, val_rows]))
@@ -87,23 +99,24 @@ class Trainer:
         self.extra: dict[str, Any] = {}
         self.first_epoch = self._resume()
 
-    def _loader(self, dataset: SceneDataset, epoch: int, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.config.seed * 10_007 + epoch)
+    def _loader(self, dataset: SceneDataset, sampler: EpochSampler, drop_last: bool) -> DataLoader:
+        """One loader for the whole run: its workers stay alive across epochs, since the sampler
+        tells them each epoch and size."""
         return DataLoader(
             dataset,
             batch_size=self.config.batch_size,
-            shuffle=shuffle,
-            # BatchNorm needs more than one sample: drop a last batch of one.
-            drop_last=shuffle and len(dataset) > self.config.batch_size,
+            sampler=sampler,
+            drop_last=drop_last,
             num_workers=self.config.workers,
-            generator=generator,
+            persistent_workers=self.config.workers > 0,
             pin_memory=self.setup.device.type == "cuda",
             collate_fn=collate_scenes,
         )
 
-    def train_loader(self, epoch: int) -> DataLoader:
+    def train_batches(self, epoch: int, image_size: int) -> DataLoader:
         """The shuffled training batches of ``epoch`` (the order depends on the epoch alone)."""
-        return self._loader(self.train_set, epoch, shuffle=True)
+        self.train_sampler.set_epoch(epoch, image_size)
+        return self.train_loader
 
     def step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One optimizer step on ``batch``; return its loss (detached)."""
@@ -123,7 +136,7 @@ class Trainer:
         total_loss, samples, skipped = 0.0, 0, 0
         started = time.perf_counter()
         bar = tqdm(
-            self.train_loader(epoch),
+            self.train_batches(epoch, self.config.image_size(epoch)),
             desc=f"epoch {epoch}/{self.config.epochs}",
             leave=False,
             disable=None,
@@ -148,16 +161,12 @@ class Trainer:
         return total_loss / samples, samples / (time.perf_counter() - started), skipped
 
     def validate(self, epoch: int) -> SplitResult:
-        return evaluate_split(
-            self.model, self._loader(self.val_set, epoch, shuffle=False), self.loss, self.setup
-        )
+        self.val_sampler.set_epoch(epoch, self.config.image_size(epoch))
+        return evaluate_split(self.model, self.val_loader, self.loss, self.setup)
 
     def fit(self) -> list[EpochReport]:
         for epoch in range(self.first_epoch, self.config.epochs + 1):
             size = self.config.image_size(epoch)
-            for dataset in (self.train_set, self.val_set):
-                dataset.image_size = size
-                dataset.epoch = epoch
             started = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
             train_loss, rate, skipped = self._train_epoch(epoch)

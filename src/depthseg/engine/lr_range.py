@@ -57,24 +57,22 @@ def steepest_descent(lrs: np.ndarray, losses: np.ndarray) -> float:
     return float(lrs[int(np.argmin(slopes))])
 
 
-def _batches(trainer: Trainer) -> Iterator[dict[str, torch.Tensor]]:
+def _batches(trainer: Trainer, image_size: int) -> Iterator[dict[str, torch.Tensor]]:
     """Training batches without end: a new shuffled epoch whenever one runs out."""
     epoch = 1
     while True:
-        yield from trainer.train_loader(epoch)
+        yield from trainer.train_batches(epoch, image_size)
         epoch += 1
 
 
 def range_test(trainer: Trainer, config: LRFindParams) -> RangeTestResult:
     """Run the test on ``trainer``'s model, loss, optimizer and training data (changing them)."""
-    for dataset in (trainer.train_set, trainer.val_set):
-        dataset.image_size = config.image_size
     trainer.model.train()
     beta = 1 - config.smoothing
     average, best = 0.0, math.inf
     rows: list[tuple[int, float, float, float]] = []
     diverged = False
-    batches = _batches(trainer)
+    batches = _batches(trainer, config.image_size)
     for iteration in range(config.iterations):
         lr = lr_at(iteration, config)
         for group in trainer.optimizer.param_groups:

@@ -8,18 +8,15 @@ import torch
 from matplotlib import colormaps
 from torch import nn
 
-from depthseg.data import layout
 from depthseg.data.dataset import SceneDataset, collate_scenes
+from depthseg.data.sampling import SceneKey
 from depthseg.engine.compute import ComputeSetup
 
 _DEPTH_COLOURS = (colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
 
 
-def _denormalise(image: torch.Tensor) -> np.ndarray:
-    mean = np.asarray(layout.BG_FG_MEAN, np.float32)[:, None, None]
-    std = np.asarray(layout.BG_FG_STD, np.float32)[:, None, None]
-    rgb = image.detach().float().cpu().numpy() * std + mean
-    return (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
+def _rgb(image: torch.Tensor) -> np.ndarray:
+    return image.cpu().numpy().transpose(1, 2, 0)
 
 
 def _grey(values: torch.Tensor) -> np.ndarray:
@@ -43,11 +40,13 @@ def prediction_grid(
     depth_true: torch.Tensor,
     depth_pred: torch.Tensor,
 ) -> np.ndarray:
-    """Stack one row per scene of the batch; depth in the magma colour map, dark = near."""
+    """Stack one row per scene of the batch; depth in the magma colour map, dark = near.
+
+    ``bg_fg`` is uint8 RGB as the dataset gives it; the rest are floats in [0, 1]."""
     rows = [
         np.concatenate(
             [
-                _denormalise(bg_fg[i]),
+                _rgb(bg_fg[i]),
                 _grey(mask_true[i]),
                 _grey(mask_prob[i]),
                 _coloured(depth_true[i]),
@@ -66,12 +65,17 @@ def evenly_spaced(count: int, wanted: int) -> np.ndarray:
 
 
 def predict_scenes(
-    model: nn.Module, dataset: SceneDataset, indices: np.ndarray, setup: ComputeSetup
+    model: nn.Module,
+    dataset: SceneDataset,
+    indices: np.ndarray,
+    image_size: int,
+    setup: ComputeSetup,
 ) -> np.ndarray | None:
-    """The prediction grid of the scenes ``indices`` of ``dataset`` (None if none is readable)."""
-    batch = collate_scenes([dataset[int(i)] for i in indices])
+    """The prediction grid of the scenes ``indices`` of ``dataset`` read at ``image_size`` (None
+    if none is readable)."""
+    batch = collate_scenes([dataset[SceneKey(int(i), image_size, 0)] for i in indices])
     if "bg" not in batch:  # none of them could be read
         return None
     bg, bg_fg, depth, mask = setup.inputs(batch)
     depth_pred, mask_prob = setup.predict(model, bg, bg_fg)
-    return prediction_grid(bg_fg, mask, mask_prob, depth, depth_pred)
+    return prediction_grid(batch["bg_fg"], mask, mask_prob, depth, depth_pred)

@@ -87,6 +87,6 @@ def _write_predictions(
     with replaced_atomically(EVALUATE_PREDICTIONS) as folder:
         folder.mkdir()
         for index in evenly_spaced(len(rows), wanted):
-            grid = predict_scenes(model, dataset, np.array([index]), setup)
+            grid = predict_scenes(model, dataset, np.array([index]), dataset.image_size, setup)
             if grid is not None:
                 Image.fromarray(grid).save(folder / f"{rows['scene'][index]}.png")

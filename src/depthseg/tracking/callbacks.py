@@ -12,7 +12,7 @@ def log_epoch(trainer: Trainer, report: EpochReport) -> None:
     """Per-epoch MLflow record: metrics, and predictions on fixed validation scenes."""
     service.log_metrics(report.metrics(), step=report.epoch)
     indices = evenly_spaced(len(trainer.val_set), trainer.config.preview_images)
-    grid = predict_scenes(trainer.model, trainer.val_set, indices, trainer.setup)
+    grid = predict_scenes(trainer.model, trainer.val_set, indices, report.image_size, trainer.setup)
     if grid is not None:
         service.log_image(grid, key="val_predictions", step=report.epoch)
 

@@ -53,6 +53,7 @@ def trial_params(base: Params, values: dict[str, Any]) -> Params:
         **values,
         "train.epochs": budget.epochs,
         "train.train_fraction": budget.train_fraction,
+        "train.scenes_per_epoch": None,  # one pass over the trial's share of the train split
         "train.image_sizes": [budget.image_size],
         "train.resume": False,
         "train.preview_images": 0,

@@ -11,6 +11,8 @@ from depthseg.stages.train import train
 
 def main(params: Params, args: argparse.Namespace) -> None:
     metrics = train(params, args.params)
+    if metrics is None:  # a torchrun process other than rank 0
+        return
     best = metrics["best"]
     print(
         f"train: {metrics['model_parameters']:,} parameters, best epoch {metrics['best_epoch']}: "

@@ -18,7 +18,10 @@ TINY = {
     "data": {"synthetic": {"backgrounds": 6, "foregrounds": 3, "placements": 4, "image_size": 64}},
     "model": {"width": 0.125},
     "train": {
-        "epochs": 2, "image_sizes": [32, 64], "batch_size": 8, "workers": 0,
+        "epochs": 2,
+        "image_sizes": [32, 64],
+        "batch_size": 8,
+        "workers": 0,
         "scenes_per_epoch": 64,
     },
     "evaluate": {"prediction_images": 3},

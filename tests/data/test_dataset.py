@@ -258,3 +258,29 @@ def test_loader_workers_give_the_same_batches(
     assert [len(batch["bg"]) for batch in in_process] == [5, 5, 2]
     assert len(with_workers) == len(in_process)
     assert all(_same(a, b) for a, b in zip(in_process, with_workers, strict=True))
+
+
+def test_each_background_is_decoded_once_per_size(
+    make_release: MakeRelease, index_release: Callable[[Files], tuple[pd.DataFrame, Path]]
+) -> None:
+    table, archive = index_release(make_release(3, 2, 2))
+    dataset = SceneDataset(table, archive, 32)
+    uncached = SceneDataset(table, archive, 32)
+    uncached.backgrounds.capacity = 0
+    for index in range(len(table)):
+        assert torch.equal(dataset[index]["bg"], uncached[index]["bg"])
+        assert torch.equal(
+            dataset[SceneKey(index, 64, 0)]["bg"], uncached[SceneKey(index, 64, 0)]["bg"]
+        )
+    assert len(dataset.backgrounds.images) == 3 * 2  # three backgrounds at two sizes
+    assert len(uncached.backgrounds.images) == 0
+
+
+def test_index_columns_hold_no_python_objects(
+    modest_index: pd.DataFrame, modest_archive: Path
+) -> None:
+    """Forked workers would copy pages of Python objects as they touch reference counts."""
+    dataset = SceneDataset(modest_index, modest_archive, 64)
+    columns = [dataset.scenes, *dataset.names.values(), *dataset.ranges.values()]
+    assert all(column.dtype != object for column in columns)
+    assert dataset.scenes[0].decode() == modest_index["scene"].iloc[0]

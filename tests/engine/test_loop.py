@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 
@@ -203,7 +204,7 @@ def test_every_optimizer_and_scheduler_trains(tiny_index, tmp_path, optimizer, s
 def test_a_diverging_loss_stops_training_with_advice(tiny_index, tmp_path: Path) -> None:
     table, archive = tiny_index
     params = tiny_params(epochs=1, optimizer={"name": "sgd", "lr": 10.0, "momentum": 0.99})
-    with pytest.raises(TrainingError, match=r"lower train\.optimizer\.lr"):
+    with pytest.raises(TrainingError, match=r"at step \d+ of epoch 1: lower train\.optimizer\.lr"):
         Trainer(params, table, archive, tmp_path).fit()
 
 
@@ -212,6 +213,49 @@ def test_training_needs_train_and_val_scenes(tiny_index, tmp_path: Path) -> None
     only_train = table.assign(split="train")
     with pytest.raises(TrainingError, match="0 validation"):
         Trainer(tiny_params(), only_train, archive, tmp_path)
+
+
+def test_scenes_per_epoch_sets_the_steps_of_every_epoch(tiny_index, tmp_path) -> None:
+    table, archive = tiny_index
+    train_scenes = int((table["split"] == "train").sum())
+    params = tiny_params(
+        epochs=2, scenes_per_epoch=3 * train_scenes, scheduler={"name": "onecycle"}
+    )
+    trainer = Trainer(params, table, archive, tmp_path)
+    assert len(trainer.train_loader) == 3 * train_scenes // 4  # batches of 4, last one dropped
+    assert trainer.schedule.scheduler.total_steps == 2 * len(trainer.train_loader)
+    trainer.fit()  # OneCycle refuses a step beyond its total: the epochs ran as many as planned
+
+
+class WorkerProcesses:
+    """Records the loader's worker processes alive after each epoch."""
+
+    def __init__(self) -> None:
+        self.seen: list[set[int]] = []
+
+    def __call__(self, trainer: Trainer, report: EpochReport) -> None:
+        self.seen.append({child.pid for child in psutil.Process().children()})
+
+
+def test_loader_workers_live_across_epochs_and_read_each_epoch_at_its_size(
+    tiny_index, tmp_path: Path
+) -> None:
+    table, archive = tiny_index
+    augment = {"geometric": True, "photometric": True}
+    in_process = Trainer(tiny_params(augment=augment), table, archive, tmp_path / "a")
+    workers = WorkerProcesses()
+    persistent = Trainer(
+        tiny_params(workers=1, augment=augment), table, archive, tmp_path / "b", [workers]
+    )
+    reports = in_process.fit(), persistent.fit()
+    assert len(workers.seen[0]) == 2  # one train and one validation worker, never restarted
+    assert workers.seen[0] == workers.seen[1]
+    # The same sizes and augmentation draws reached the workers: the same training.
+    assert [r.image_size for r in reports[1]] == [32, 64]
+    assert [r.val for r in reports[0]] == [r.val for r in reports[1]]
+    assert all(
+        torch.equal(weights(in_process)[k], weights(persistent)[k]) for k in weights(persistent)
+    )
 
 
 def test_train_fraction_uses_a_seeded_share_of_the_train_split(tiny_index, tmp_path) -> None:

@@ -170,6 +170,10 @@ class TrainParams(Section):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool = True
+    # CUDA only: fp32 matmuls and convolutions on TF32 tensor cores (Ampere and later).
+    tf32: bool = True
+    # torch.compile the network for training and validation (one compilation per image size).
+    compile: bool = False
     epochs: PositiveInt = 8
     batch_size: PositiveInt = 16
     # Progressive resizing: the image size of each epoch; the last one repeats.

@@ -46,9 +46,10 @@ def data_fingerprint(table: pd.DataFrame) -> str:
     return hashlib.md5(rows.encode()).hexdigest()[:12]
 
 
-def resume_key(params: Params, data: str) -> dict[str, Any]:
+def resume_key(params: Params, data: str, processes: int = 1) -> dict[str, Any]:
     """What must not change between a run and its resumption. ``train.epochs`` may grow for
-    every schedule but OneCycle, whose shape is fixed by the total number of steps."""
+    every schedule but OneCycle, whose shape is fixed by the total number of steps; the number
+    of DDP processes may not (it sets the steps per epoch)."""
     exclude = {"resume", "workers", "device", "preview_images"}
     if params.train.scheduler.name != "onecycle":
         exclude.add("epochs")
@@ -58,15 +59,16 @@ def resume_key(params: Params, data: str) -> dict[str, Any]:
         "loss": params.loss.model_dump(),
         "train": train,
         "data": {"fingerprint": data},
+        "run": {"processes": processes},
     }
 
 
 class Checkpoints:
     """``last.pt`` and ``best.pt`` in ``folder``, for a training with ``params`` on ``data``."""
 
-    def __init__(self, folder: Path, params: Params, data: str) -> None:
+    def __init__(self, folder: Path, params: Params, data: str, processes: int = 1) -> None:
         self.folder = folder
-        self.key = resume_key(params, data)
+        self.key = resume_key(params, data, processes)
         self.epochs = params.train.epochs
 
     @property

@@ -71,6 +71,17 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def configure_backends(device: torch.device, tf32: bool) -> None:
+    """This process's CUDA switches: cuDNN autotuning and whether fp32 may run as TF32."""
+    if device.type != "cuda":
+        return
+    # Few input shapes (one per image size), so autotuning pays for itself after a batch.
+    torch.backends.cudnn.benchmark = True
+    precision = "tf32" if tf32 else "ieee"
+    torch.backends.cuda.matmul.fp32_precision = precision
+    torch.backends.cudnn.conv.fp32_precision = precision
+
+
 @dataclass(frozen=True)
 class ComputeSetup:
     """Device, autocast dtype and memory format, shared by training and evaluation."""
@@ -82,6 +93,7 @@ class ComputeSetup:
     @classmethod
     def from_params(cls, params: TrainParams) -> ComputeSetup:
         device = select_device(params.device)
+        configure_backends(device, params.tf32)
         memory_format = torch.channels_last if params.channels_last else torch.contiguous_format
         return cls(device, autocast_dtype(device, params.precision), memory_format)
 

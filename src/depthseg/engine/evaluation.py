@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -29,8 +30,13 @@ def evaluate_split(
     loss_fn: JointLoss,
     setup: ComputeSetup,
     per_image: bool = False,
+    reduce: Callable[[torch.Tensor], None] | None = None,
 ) -> SplitResult:
-    """Loss and metrics over a whole split (and per image when asked)."""
+    """Loss and metrics over a whole split (and per image when asked).
+
+    ``reduce`` sums a float64 tensor over processes in place, when each process evaluates a
+    share of the split (DDP): loss and metrics are then those of the whole split.
+    """
     model.eval()
     metrics = SegDepthMetrics()
     images: list[dict[str, float]] = []
@@ -53,6 +59,11 @@ def evaluate_split(
                 {"index": int(index), **row}
                 for index, row in zip(batch["index"], rows, strict=True)
             ]
+    if reduce is not None:
+        totals = torch.tensor([total_loss, samples, skipped], dtype=torch.float64)
+        reduce(totals)
+        total_loss, samples, skipped = totals[0].item(), int(totals[1]), int(totals[2])
+        metrics.merge(reduce)
     if samples == 0:
         raise TrainingError(f"no scene of the split could be read ({skipped} skipped)")
     return SplitResult(total_loss / samples, metrics.compute(), images, skipped)

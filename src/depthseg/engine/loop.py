@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -25,8 +26,10 @@ from depthseg.data.transforms import build_augmentation
 from depthseg.engine.callbacks import EpochCallback, EpochReport
 from depthseg.engine.checkpoints import Checkpoints, data_fingerprint
 from depthseg.engine.compute import ComputeSetup, TrainingError
+from depthseg.engine.distributed import ONE_PROCESS, ProcessGroup
 from depthseg.engine.evaluation import SplitResult, evaluate_split
 from depthseg.engine.recipe import LRSchedule, build_loss, build_optimizer
+from depthseg.engine.running_loss import CHECK_EVERY, RunningLoss
 from depthseg.models.dsresnet import DSResNet
 
 
@@ -47,11 +50,15 @@ class Trainer:
         archive_path: Path,
         checkpoint_dir: Path,
         callbacks: Iterable[EpochCallback] = (),
+        group: ProcessGroup = ONE_PROCESS,
     ) -> None:
         self.params = params
         self.config = params.train
+        #: Called on rank 0 only, after each epoch.
         self.callbacks = list(callbacks)
-        self.setup = ComputeSetup.from_params(self.config)
+        self.group = group
+        setup = ComputeSetup.from_params(self.config)
+        self.setup = replace(setup, device=group.device(setup.device))
         train_rows = training_rows(table, self.config)
         val_rows = table[table["split"] == "val"]
         if len(train_rows) < 2 or val_rows.empty:
@@ -76,8 +83,16 @@ class Trainer:
             shuffle=True,
             seed=self.config.seed,
             scenes_per_epoch=self.config.scenes_per_epoch,
+            rank=group.rank,
+            world_size=group.world_size,
         )
-        self.val_sampler = EpochSampler(len(self.val_set), first_size, shuffle=False)
+        self.val_sampler = EpochSampler(
+            len(self.val_set),
+            first_size,
+            shuffle=False,
+            rank=group.rank,
+            world_size=group.world_size,
+        )
         # BatchNorm needs more than one sample: drop a last batch of one.
         drop_last = len(self.train_sampler) > self.config.batch_size
         self.train_loader = self._loader(self.train_set, self.train_sampler, drop_last)
@@ -86,18 +101,29 @@ class Trainer:
         self.model = DSResNet(params.model.width).to(
             self.setup.device, memory_format=self.setup.memory_format
         )
+        # What computes shares the model's weights: in training, DDP's wrapper (which averages
+        # gradients over processes) when there are several; compiled when train.compile asks.
+        # Validation needs no gradients, so no wrapper: every process validates its share.
+        self.network = self._compiled(group.wrap(self.model, self.setup.device))
+        self.evaluator = self._compiled(self.model) if group.distributed else self.network
         self.loss = build_loss(params.loss)
         self.optimizer = build_optimizer(self.model, self.config.optimizer)
         self.schedule = LRSchedule(self.optimizer, self.config, len(self.train_loader))
         self.scaler = torch.amp.GradScaler(self.setup.device.type, enabled=self.setup.scales_loss)
         self.checkpoints = Checkpoints(
-            checkpoint_dir, params, data_fingerprint(pd.concat([train_rows, val_rows]))
+            checkpoint_dir,
+            params,
+            data_fingerprint(pd.concat([train_rows, val_rows])),
+            group.world_size,
         )
         self.history: list[EpochReport] = []
         self.best: EpochReport | None = None
         #: Anything the caller wants kept in checkpoints (the MLflow run id).
         self.extra: dict[str, Any] = {}
         self.first_epoch = self._resume()
+
+    def _compiled(self, model: nn.Module) -> nn.Module:
+        return torch.compile(model) if self.config.compile else model
 
     def _loader(self, dataset: SceneDataset, sampler: EpochSampler, drop_last: bool) -> DataLoader:
         """One loader for the whole run: its workers stay alive across epochs, since the sampler
@@ -122,7 +148,7 @@ class Trainer:
         """One optimizer step on ``batch``; return its loss (detached)."""
         bg, bg_fg, depth, mask = self.setup.inputs(batch)
         with self.setup.autocast():
-            depth_logits, mask_logits = self.model(bg, bg_fg)
+            depth_logits, mask_logits = self.network(bg, bg_fg)
         loss, _ = self.loss(depth_logits, mask_logits, depth, mask)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -133,7 +159,8 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> tuple[float, float, int]:
         """Mean training loss, samples per second and scenes skipped."""
         self.model.train()
-        total_loss, samples, skipped = 0.0, 0, 0
+        running = RunningLoss(self.setup.device, epoch)
+        skipped = 0
         started = time.perf_counter()
         bar = tqdm(
             self.train_batches(epoch, self.config.image_size(epoch)),
@@ -145,24 +172,26 @@ class Trainer:
             skipped += int(batch["skipped"])
             if "bg" not in batch:  # every scene of the batch was skipped
                 continue
-            loss = self.step(batch)
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"the training loss became {loss.item()} in epoch {epoch}: lower "
-                    "train.optimizer.lr or change the loss weights"
-                )
+            running.add(self.step(batch), len(batch["bg"]))
             self.schedule.batch_done()
-            total_loss += loss.item() * len(batch["bg"])
-            samples += len(batch["bg"])
-            rate = samples / (time.perf_counter() - started)
-            bar.set_postfix(loss=f"{total_loss / samples:.4f}", samples_s=f"{rate:.1f}")
+            if running.steps % CHECK_EVERY == 0 and not bar.disable:
+                rate = running.samples / (time.perf_counter() - started)
+                bar.set_postfix(loss=f"{running.mean():.4f}", samples_s=f"{rate:.1f}")
+        running.check()
+        # Over all processes: loss sum, samples, skipped scenes.
+        totals = torch.tensor([running.total.item(), running.samples, skipped], dtype=torch.float64)
+        self.group.all_reduce_sum(totals)
+        loss_sum, samples, skipped_all = totals.tolist()
         if samples == 0:
             raise TrainingError(f"no training scene could be read in epoch {epoch}")
-        return total_loss / samples, samples / (time.perf_counter() - started), skipped
+        return loss_sum / samples, samples / (time.perf_counter() - started), int(skipped_all)
 
     def validate(self, epoch: int) -> SplitResult:
         self.val_sampler.set_epoch(epoch, self.config.image_size(epoch))
-        return evaluate_split(self.model, self.val_loader, self.loss, self.setup)
+        self.group.share_buffers(self.model)
+        return evaluate_split(
+            self.evaluator, self.val_loader, self.loss, self.setup, reduce=self.group.all_reduce_sum
+        )
 
     def fit(self) -> list[EpochReport]:
         for epoch in range(self.first_epoch, self.config.epochs + 1):
@@ -180,6 +209,8 @@ class Trainer:
             kept = self._keeps(report)
             if kept:
                 self.best = report
+            if not self.group.is_main:
+                continue
             self.checkpoints.save(self._state(epoch), kept)
             print(report.summary(self.config.epochs, kept), flush=True)
             for callback in self.callbacks:
@@ -221,6 +252,12 @@ class Trainer:
         self.extra = state["extra"]
         print(f"train.resume: continuing {self.checkpoints.last} after epoch {state['epoch']}")
         return state["epoch"] + 1
+
+    def peak_memory_mb(self) -> float | None:
+        """The most memory PyTorch held on this process's GPU so far (None off CUDA)."""
+        if self.setup.device.type != "cuda":
+            return None
+        return torch.cuda.max_memory_allocated(self.setup.device) / 2**20
 
     def load_best(self) -> None:
         self.model.load_state_dict(self.checkpoints.best_weights(self.setup.device))

@@ -8,6 +8,8 @@ per-image values), so they do not depend on how the split is cut into batches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -145,6 +147,19 @@ class SegDepthMetrics:
         self._num_images += per_image.shape[0]
         columns = {name: metrics[name].tolist() for name in METRIC_NAMES}
         return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+    def merge(self, reduce: Callable[[Tensor], None]) -> None:
+        """Pool the sums of every process: ``reduce`` sums a float64 tensor over them in place."""
+        state = torch.cat(
+            [
+                self._totals,
+                torch.tensor([self._soft_iou_sum, self._num_images], dtype=torch.float64),
+            ]
+        )
+        reduce(state)
+        self._totals = state[:-2].clone()
+        self._soft_iou_sum = state[-2].item()
+        self._num_images = int(state[-1].item())
 
     def compute(self) -> dict[str, float]:
         if self._num_images == 0:

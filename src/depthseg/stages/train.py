@@ -22,6 +22,7 @@ from depthseg.core.paths import (
 from depthseg.data.archive import MemberReader
 from depthseg.data.indexing import fingerprint, read_index
 from depthseg.engine.checkpoints import save_atomically
+from depthseg.engine.distributed import process_group
 from depthseg.engine.loop import Trainer
 from depthseg.models.dsresnet import count_parameters
 from depthseg.serving.pyfunc import input_example
@@ -30,10 +31,26 @@ from depthseg.tracking import service as tracking
 from depthseg.tracking.callbacks import log_epoch, log_missed_epochs
 
 
-def train(params: Params, params_file: Path) -> dict[str, Any]:
-    """Train, keep the best epoch's weights, write metrics and history; all in one MLflow run."""
+def train(params: Params, params_file: Path) -> dict[str, Any] | None:
+    """Train, keep the best epoch's weights, write metrics and history; all in one MLflow run.
+
+    Under torchrun every process trains its share; rank 0 alone writes and records (the others
+    return None).
+    """
     table, archive_path = read_index(INDEX_FILE)
-    trainer = Trainer(params, table, archive_path, CHECKPOINT_DIR, callbacks=[log_epoch])
+    with process_group(params.train.device) as group:
+        trainer = Trainer(
+            params, table, archive_path, CHECKPOINT_DIR, callbacks=[log_epoch], group=group
+        )
+        if not group.is_main:
+            trainer.fit()
+            return None
+        return _train_and_record(trainer, params, params_file, table, archive_path)
+
+
+def _train_and_record(
+    trainer: Trainer, params: Params, params_file: Path, table: pd.DataFrame, archive_path: Path
+) -> dict[str, Any]:
     data_fingerprint = fingerprint(INDEX_FILE)
     tags = {"data_fingerprint": data_fingerprint, **tracking.dvc_experiment_tags()}
     with (
@@ -68,6 +85,8 @@ def train(params: Params, params_file: Path) -> dict[str, Any]:
             "train_seconds": round(seconds, 1),
             "mlflow_run_id": run_id,
         }
+        if (peak := trainer.peak_memory_mb()) is not None:
+            metrics["peak_device_memory_mb"] = round(peak)
         write_json(TRAIN_METRICS, metrics)
         with replaced_atomically(TRAIN_HISTORY) as partial:
             pd.DataFrame([{"epoch": r.epoch, **r.metrics()} for r in history]).to_csv(

@@ -1,0 +1,87 @@
+"""Training speed of one optimizer step: eager fp32 against the default compute settings.
+
+Each variant is the real Trainer (params.yaml with its train.precision, channels_last and
+compile changed) stepping on one real batch of 16 from the index, at 64 and 96 px. Variants take
+turns, several rounds each, so that a change in the machine's load hits all of them alike; the
+median round is printed, with its speed-up over eager fp32 in the contiguous layout.
+
+    dvc repro index && .venv/bin/python benchmarks/bench_train_step.py [--no-compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from depthseg.core.params import load_params
+from depthseg.core.paths import INDEX_FILE
+from depthseg.data.indexing import read_index
+from depthseg.engine.loop import Trainer
+
+#: name -> train param overrides; the first is the reference.
+VARIANTS = {
+    "eager fp32, contiguous": ["train.precision=fp32", "train.channels_last=false"],
+    "fp32, channels_last": ["train.precision=fp32", "train.channels_last=true"],
+    "bf16 autocast, channels_last (default here)": [
+        "train.precision=auto", "train.channels_last=true"
+    ],
+}  # fmt: skip
+COMPILED = {
+    "bf16, channels_last, torch.compile": [
+        "train.precision=auto", "train.channels_last=true", "train.compile=true"
+    ],
+}  # fmt: skip
+
+
+def make_trainer(overrides: list[str], size: int, folder: Path) -> tuple[Trainer, dict]:
+    params = load_params(overrides=[
+        *overrides, f"train.image_sizes=[{size}]", "train.batch_size=16", "train.workers=0",
+        "train.resume=false",
+    ])  # fmt: skip
+    table, archive = read_index(INDEX_FILE)
+    trainer = Trainer(params, table, archive, folder)
+    trainer.model.train()
+    batch = next(iter(trainer.train_batches(1, size)))
+    for _ in range(3):  # warm-up (and compilation)
+        trainer.step(batch)
+    return trainer, batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 96])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=4, help="steps per round and variant")
+    parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
+    args = parser.parse_args()
+    variants = VARIANTS | ({} if args.no_compile else COMPILED)
+    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, batch 16, SGD step with the joint loss")  # fmt: skip
+    print("| size | variant | samples/s | vs eager fp32 |\n|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as scratch:
+        for size in args.sizes:
+            ready = {
+                name: make_trainer(overrides, size, Path(scratch) / name.replace(" ", "_"))
+                for name, overrides in variants.items()
+            }
+            rates: dict[str, list[float]] = {name: [] for name in variants}
+            for _ in range(args.rounds):
+                for name, (trainer, batch) in ready.items():
+                    started = time.perf_counter()
+                    for _ in range(args.steps):
+                        trainer.step(batch)
+                    rates[name].append(16 * args.steps / (time.perf_counter() - started))
+            reference = statistics.median(next(iter(rates.values())))
+            for name, values in rates.items():
+                rate = statistics.median(values)
+                print(f"| {size} | {name} | {rate:.1f} | {rate / reference:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

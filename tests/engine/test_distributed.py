@@ -1,0 +1,78 @@
+"""DDP through the real torchrun: two CPU processes on gloo, against one process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from repro_project import clone_project, project_env, run
+
+from depthseg.core.params import parse_params
+from depthseg.engine.checkpoints import Checkpoints
+from depthseg.engine.compute import TrainingError
+from depthseg.engine.distributed import ProcessGroup
+
+#: One process with the global batch of two processes of 8 each.
+GLOBAL_BATCH = 16
+#: How far the two may end apart. Not bit for bit: each process normalises its own half batch
+#: (BatchNorm), and the mask's Dice loss is not a mean of per-scene terms.
+TOLERANCE = 0.05
+
+
+def test_the_environment_torchrun_sets_describes_the_group(monkeypatch) -> None:
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    group = ProcessGroup.from_env()
+    assert (group.rank, group.world_size, group.distributed, group.is_main) == (3, 4, True, False)
+    assert group.device(torch.device("cuda")) == torch.device("cuda", 1)
+    assert group.device(torch.device("cpu")) == torch.device("cpu")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert not ProcessGroup.from_env().distributed
+
+
+def test_a_checkpoint_of_another_number_of_processes_is_not_resumed(tmp_path: Path) -> None:
+    params = parse_params({})
+    two = Checkpoints(tmp_path, params, "data", processes=2)
+    two.save({"epoch": 1, "model": {}}, kept=False)
+    one = Checkpoints(tmp_path, params, "data", processes=1)
+    with pytest.raises(TrainingError, match=r"run\.processes"):
+        one.resumable(torch.device("cpu"), True)
+    assert two.resumable(torch.device("cpu"), True)["epoch"] == 1
+
+
+def _runs(project: Path) -> list[str]:
+    client = MlflowClient(f"sqlite:///{project / 'tracking.db'}")
+    experiment = client.get_experiment_by_name("depthseg")
+    return [run.info.run_id for run in client.search_runs([experiment.experiment_id])]
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_with_the_same_global_batch(pipeline, tmp_path: Path):
+    project, _ = pipeline
+    results = {}
+    for name, launcher, batch in [
+        ("ddp", ["torchrun", "--standalone", "--nproc_per_node=2"], GLOBAL_BATCH // 2),
+        ("single", ["python"], GLOBAL_BATCH),
+    ]:
+        copy = clone_project(project, tmp_path / name)
+        runs_before = _runs(copy)
+        command = [*launcher, "src/train.py", "-S", f"train.batch_size={batch}"]
+        env = project_env(copy) | {"OMP_NUM_THREADS": "1"}
+        output = run([*command, "-S", "train.resume=false"], copy, env)
+        # Rank 0 alone reports and writes: one line per epoch, one new MLflow run.
+        assert output.stdout.count("epoch 2/2 at 64 px") == 1, output.stdout
+        new_runs = set(_runs(copy)) - set(runs_before)
+        assert len(new_runs) == 1
+        metrics = json.loads((copy / "results/train/metrics.json").read_text())
+        assert metrics["mlflow_run_id"] in new_runs
+        history = pd.read_csv(copy / "results/train/history.csv")
+        assert history["epoch"].tolist() == [1, 2]
+        assert (copy / "models/model.pt").is_file()
+        results[name] = metrics["final"]
+    for key in ("val_mask_iou", "val_depth_rmse", "train_loss", "val_loss"):
+        assert results["ddp"][key] == pytest.approx(results["single"][key], abs=TOLERANCE), key

@@ -14,7 +14,7 @@ from repro_project import clone_project, project_env, run
 from depthseg.core.params import parse_params
 from depthseg.engine.checkpoints import Checkpoints
 from depthseg.engine.compute import TrainingError
-from depthseg.engine.distributed import ProcessGroup
+from depthseg.engine.distributed import ProcessGroup, torchrun_command
 
 #: One process with the global batch of two processes of 8 each.
 GLOBAL_BATCH = 16
@@ -35,6 +35,14 @@ def test_the_environment_torchrun_sets_describes_the_group(monkeypatch) -> None:
     assert not ProcessGroup.from_env().distributed
 
 
+def test_several_processes_start_under_torchrun_on_this_machine() -> None:
+    command = torchrun_command(4, "src/train.py", ["-S", "train.epochs=2"])
+    assert command[1:] == [
+        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4",
+        "src/train.py", "-S", "train.epochs=2",
+    ]  # fmt: skip
+
+
 def test_a_checkpoint_of_another_number_of_processes_is_not_resumed(tmp_path: Path) -> None:
     params = parse_params({})
     two = Checkpoints(tmp_path, params, "data", processes=2)
@@ -53,15 +61,15 @@ def _runs(project: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_two_processes_train_like_one_with_the_same_global_batch(pipeline, tmp_path: Path):
+    """Through the params, as `dvc exp run -S train.processes=2` would start it."""
     project, _ = pipeline
     results = {}
-    for name, launcher, batch in [
-        ("ddp", ["torchrun", "--standalone", "--nproc_per_node=2"], GLOBAL_BATCH // 2),
-        ("single", ["python"], GLOBAL_BATCH),
-    ]:
+    for name, processes in [("ddp", 2), ("single", 1)]:
         copy = clone_project(project, tmp_path / name)
         runs_before = _runs(copy)
-        command = [*launcher, "src/train.py", "-S", f"train.batch_size={batch}"]
+        # train.processes: 2 starts train.py again under torchrun, two processes on gloo.
+        command = ["python", "src/train.py", "-S", f"train.processes={processes}"]
+        command += ["-S", f"train.batch_size={GLOBAL_BATCH // processes}"]
         env = project_env(copy) | {"OMP_NUM_THREADS": "1"}
         output = run([*command, "-S", "train.resume=false"], copy, env)
         # Rank 0 alone reports and writes: one line per epoch, one new MLflow run.

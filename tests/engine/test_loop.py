@@ -332,3 +332,14 @@ def test_a_loss_preset_replaces_the_weights() -> None:
     custom = parse_params({"loss": {"depth": {"rmse": 5.0, "ssim": 1.0}}})
     assert loss_weights(custom.loss).depth_rmse == 5.0
     assert loss_weights(custom.loss).depth_ssim == 1.0
+
+
+def test_a_compiled_network_trains_like_the_eager_one(tiny_index, tmp_path: Path) -> None:
+    table, archive = tiny_index
+    one_size = {"epochs": 1, "image_sizes": [32], "precision": "fp32"}
+    eager = Trainer(tiny_params(**one_size), table, archive, tmp_path / "eager")
+    compiled = Trainer(tiny_params(**one_size, compile=True), table, archive, tmp_path / "compiled")
+    assert compiled.network is not compiled.model  # the compiled wrapper, sharing the weights
+    (eager_report,), (compiled_report,) = eager.fit(), compiled.fit()
+    assert compiled_report.val_loss == pytest.approx(eager_report.val_loss, rel=1e-3)
+    assert set(compiled.model.state_dict()) == set(eager.model.state_dict())  # no wrapper prefix

@@ -174,6 +174,9 @@ class TrainParams(Section):
     tf32: bool = True
     # torch.compile the network for training and validation (one compilation per image size).
     compile: bool = False
+    # DDP processes on this machine (one per GPU): train.py starts itself again under torchrun.
+    # batch_size is per process; scenes_per_epoch is shared out among them.
+    processes: PositiveInt = 1
     epochs: PositiveInt = 8
     batch_size: PositiveInt = 16
     # Progressive resizing: the image size of each epoch; the last one repeats.

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -77,6 +79,19 @@ class ProcessGroup:
 
 #: A training in this one process.
 ONE_PROCESS = ProcessGroup()
+
+
+def torchrun_command(processes: int, script: str, arguments: list[str]) -> list[str]:
+    """The command that runs ``script`` in ``processes`` processes on this machine, by torchrun."""
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc_per_node={processes}", script, *arguments,
+    ]  # fmt: skip
+
+
+def run_in_processes(processes: int, script: str, arguments: list[str]) -> int:
+    """Start ``script`` again under torchrun (``train.processes`` > 1); its exit status."""
+    return subprocess.call(torchrun_command(processes, script, arguments))
 
 
 @contextlib.contextmanager

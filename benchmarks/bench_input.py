@@ -77,6 +77,10 @@ def main() -> None:
     parser.add_argument("--modest", type=Path, help="a MODEST-layout folder to read instead")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 96, 160])
     parser.add_argument("--scenes", type=int, default=1600, help="scenes read per measurement")
+    parser.add_argument(
+        "--augment", action=argparse.BooleanOptionalAction, default=True,
+        help="apply params.yaml's augmentation (default: yes)",
+    )  # fmt: skip
     args = parser.parse_args()
     params = load_params()
     cores = os.cpu_count() or 1
@@ -86,7 +90,7 @@ def main() -> None:
         else:
             table, archive = read_index(args.index)
             table = table[table["split"] == "train"]
-        augmentation = build_augmentation(params.train.augment)
+        augmentation = build_augmentation(params.train.augment) if args.augment else None
         print(f"{platform.processor() or platform.machine()}, {cores} cores; {len(table)} "
               f"scenes from {archive}; augmentation {'on' if augmentation else 'off'}")  # fmt: skip
         print("| size | workers | scenes/s |\n|---|---|---|")

@@ -186,7 +186,8 @@ def log_image(image: np.ndarray, key: str, step: int) -> None:
     outage.guarded(
         "image",
         lambda: {"path": outage.keep_image(image, key, step), "folder": "images"},
-        lambda: mlflow.log_image(image, key=key, step=step),
+        # Asynchronous: MLflow's artifact queue writes the PNGs while training goes on.
+        lambda: mlflow.log_image(image, key=key, step=step, synchronous=False),
     )
 
 

@@ -1,10 +1,10 @@
 """Input speed: scenes per second the training loader delivers, and memory per loader worker.
 
-The training split is read as training reads it (EpochSampler keys, params.yaml's augmentation,
-uint8 batches of 16), with no model: in the main process (0 workers) and with 1, 2 and N worker
-processes, at 64, 96 and 160 px. Then, for an index of 400,000 rows (the release's size, made by
-repeating this one), the private memory of each of two workers after 100 batches: what forked
-workers copy of the index as they read it.
+The training split is read through the real Trainer's own loader (EpochSampler keys, params.yaml's
+augmentation, uint8 batches of 16), with no training step: in the main process (0 workers) and
+with 1, 2 and N worker processes, at 64, 96 and 160 px. Then, for an index of 400,000 rows (the
+release's size, made by repeating this one), the private memory of each of two workers after 100
+batches: what forked workers copy of the index as they read it.
 
     dvc repro index && .venv/bin/python benchmarks/bench_input.py
     .venv/bin/python benchmarks/bench_input.py --modest ../shared/modest-mini
@@ -26,25 +26,31 @@ from torch.utils.data import DataLoader
 from depthseg.core.params import IndexParams, load_params
 from depthseg.core.paths import INDEX_FILE
 from depthseg.data.archive import pack_folder
-from depthseg.data.dataset import SceneDataset, collate_scenes
 from depthseg.data.indexing import build_index, read_index
-from depthseg.data.sampling import EpochSampler
-from depthseg.data.transforms import build_augmentation
+from depthseg.engine.loop import Trainer
 
-BATCH = 16
 RELEASE_ROWS = 400_000
 
 
-def loader(dataset: SceneDataset, size: int, scenes: int, workers: int) -> DataLoader:
-    sampler = EpochSampler(len(dataset), size, shuffle=True, scenes_per_epoch=scenes)
-    return DataLoader(
-        dataset, BATCH, sampler=sampler, num_workers=workers, collate_fn=collate_scenes,
-        persistent_workers=workers > 0,
-    )  # fmt: skip
+def training_loader(
+    table: pd.DataFrame,
+    archive: Path,
+    folder: Path,
+    size: int,
+    scenes: int,
+    workers: int,
+    augment: bool,
+) -> DataLoader:
+    """The loader a training with these settings reads (built by the real Trainer)."""
+    params = load_params(overrides=[
+        f"train.workers={workers}", f"train.scenes_per_epoch={scenes}", "train.resume=false",
+        f"train.image_sizes=[{size}]", "train.batch_size=16",
+        *([] if augment else ["train.augment.photometric=false", "train.augment.geometric=false"]),
+    ])  # fmt: skip
+    return Trainer(params, table, archive, folder).train_batches(1, size)
 
 
-def scenes_per_second(dataset: SceneDataset, size: int, scenes: int, workers: int) -> float:
-    batches = loader(dataset, size, scenes, workers)
+def scenes_per_second(batches: DataLoader) -> float:
     for _ in batches:  # workers started, backgrounds decoded: as from a training's second epoch
         pass
     started = time.perf_counter()
@@ -52,10 +58,10 @@ def scenes_per_second(dataset: SceneDataset, size: int, scenes: int, workers: in
     return count / (time.perf_counter() - started)
 
 
-def worker_memory(dataset: SceneDataset, batches: int) -> list[tuple[float, float]]:
-    """(private MB, proportional MB) of each of two workers after ``batches`` batches."""
-    iterator = iter(loader(dataset, 96, len(dataset), workers=2))
-    for _ in range(batches):
+def worker_memory(batches: DataLoader, count: int) -> list[tuple[float, float]]:
+    """(private MB, proportional MB) of each worker after ``count`` batches."""
+    iterator = iter(batches)
+    for _ in range(count):
         next(iterator)
     workers = psutil.Process().children()
     return [
@@ -82,27 +88,29 @@ def main() -> None:
         help="apply params.yaml's augmentation (default: yes)",
     )  # fmt: skip
     args = parser.parse_args()
-    params = load_params()
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
         if args.modest:
-            table, archive = modest_table(args.modest, Path(scratch))
+            table, archive = modest_table(args.modest, folder)
         else:
             table, archive = read_index(args.index)
-            table = table[table["split"] == "train"]
-        augmentation = build_augmentation(params.train.augment) if args.augment else None
-        print(f"{platform.processor() or platform.machine()}, {cores} cores; {len(table)} "
-              f"scenes from {archive}; augmentation {'on' if augmentation else 'off'}")  # fmt: skip
+        scenes = int((table["split"] == "train").sum())
+        print(f"{platform.processor() or platform.machine()}, {cores} cores; {scenes} training "
+              f"scenes from {archive}; augmentation {'on' if args.augment else 'off'}")  # fmt: skip
         print("| size | workers | scenes/s |\n|---|---|---|")
         for size in args.sizes:
             for workers in sorted({0, 1, 2, cores}):
-                dataset = SceneDataset(table, archive, size, augmentation)
-                rate = scenes_per_second(dataset, size, args.scenes, workers)
-                print(f"| {size} | {workers} | {rate:.0f} |", flush=True)
+                batches = training_loader(
+                    table, archive, folder / "checkpoints", size, args.scenes, workers, args.augment
+                )
+                print(f"| {size} | {workers} | {scenes_per_second(batches):.0f} |", flush=True)
         repeats = -(-RELEASE_ROWS // len(table))
         release = pd.concat([table] * repeats, ignore_index=True).iloc[:RELEASE_ROWS]
-        dataset = SceneDataset(release, archive, 96, augmentation)
-        for worker, (private, proportional) in enumerate(worker_memory(dataset, 100)):
+        batches = training_loader(
+            release, archive, folder / "checkpoints", 96, RELEASE_ROWS, 2, args.augment
+        )
+        for worker, (private, proportional) in enumerate(worker_memory(batches, 100)):
             print(f"worker {worker} at {len(release):,} rows after 100 batches: "
                   f"{private:.0f} MB private, {proportional:.0f} MB proportional")  # fmt: skip
 

@@ -176,8 +176,12 @@ def _wait_for_training_trial(storage: str, timeout: float = 120) -> None:
     while time.monotonic() < deadline:
         try:
             study = optuna.load_study(study_name="shared", storage=storage)
-            # Params set: the trial has drawn its values and is training.
-            if any(t.state == optuna.trial.TrialState.RUNNING and t.params for t in study.trials):
+            # An epoch reported: the trial is training, past its first imports. A Ctrl-C that
+            # lands inside an import's lock callback is swallowed by Python itself.
+            if any(
+                t.state == optuna.trial.TrialState.RUNNING and t.intermediate_values
+                for t in study.trials
+            ):
                 return
         except KeyError:  # the study does not exist yet
             pass

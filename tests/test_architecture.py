@@ -23,7 +23,7 @@ ALLOWED = {
     "models": set(),
     "objectives": set(),
     "engine": {"core", "data", "models", "objectives"},
-    "serving": {"core", "data", "models", "engine"},
+    "serving": {"core", "data", "models", "objectives", "engine"},
     "tracking": {"core", "data", "models", "objectives", "engine", "serving"},
     "experiments": {"core"},
     "tuning": {"core", "data", "models", "objectives", "engine", "tracking", "experiments"},

@@ -43,6 +43,24 @@ def test_several_processes_start_under_torchrun_on_this_machine() -> None:
     ]  # fmt: skip
 
 
+def _sum_over_two(rank: int, folder: Path) -> None:
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{folder / 'rendezvous'}", rank=rank, world_size=2
+    )
+    try:
+        summed = ProcessGroup(rank=rank, world_size=2).summed(1.5 * (rank + 1), rank, 7)
+        (folder / f"rank{rank}.json").write_text(json.dumps(summed))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_totals_are_summed_over_the_processes_and_kept_in_one(tmp_path: Path) -> None:
+    assert ProcessGroup().summed(1.5, 2, 7) == [1.5, 2.0, 7.0]
+    torch.multiprocessing.spawn(_sum_over_two, args=(tmp_path,), nprocs=2)
+    for rank in (0, 1):
+        assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == [4.5, 1.0, 14.0]
+
+
 def test_a_checkpoint_of_another_number_of_processes_is_not_resumed(tmp_path: Path) -> None:
     params = parse_params({})
     two = Checkpoints(tmp_path, params, "data", processes=2)

@@ -11,8 +11,11 @@ from depthseg.engine.running_loss import RunningLoss
 
 def test_the_mean_is_per_sample_over_the_epoch() -> None:
     running = RunningLoss(torch.device("cpu"), epoch=1, check_every=3)
-    for loss, samples in [(1.0, 4), (2.0, 4), (4.0, 2), (0.5, 2)]:
+    checked = [
         running.add(torch.tensor(loss), samples)
+        for loss, samples in [(1.0, 4), (2.0, 4), (4.0, 2), (0.5, 2)]
+    ]
+    assert checked == [False, False, True, False]  # the third step completed a window
     assert running.mean() == pytest.approx((4 + 8 + 8 + 1) / 12)
     assert running.steps == 4 and running.samples == 12
 

@@ -64,6 +64,8 @@ def test_predictions_become_8_and_16_bit_pngs() -> None:
     assert decoded.dtype == np.uint16 and decoded[0, 0] == 0 and decoded[-1, -1] == 65535
     mask = cv2.imdecode(np.frombuffer(png(mask_image(depth)), np.uint8), cv2.IMREAD_UNCHANGED)
     assert set(np.unique(mask)) == {0, 255} and (mask == 255).sum() == (depth >= 0.5).sum()
+    # A probability of exactly one half is background, as in the evaluate stage's IoU.
+    assert mask_image(np.array([[0.5, 0.5001]])).tolist() == [[0, 255]]
     scene = np.full((5, 10, 3), 7, np.uint8)
     board = sheet(scene, depth, depth)
     assert board.shape == (5, 30, 3)

@@ -62,6 +62,12 @@ class ProcessGroup:
         else:
             dist.all_reduce(tensor)
 
+    def summed(self, *values: float) -> list[float]:
+        """``values`` each summed over all processes (themselves in one process)."""
+        totals = torch.tensor(values, dtype=torch.float64)
+        self.all_reduce_sum(totals)
+        return totals.tolist()
+
     def share_buffers(self, model: nn.Module) -> None:
         """Give every process rank 0's buffers (BatchNorm statistics), so all validate the
         weights that rank 0 checkpoints."""

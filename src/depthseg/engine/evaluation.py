@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -10,6 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from depthseg.engine.compute import ComputeSetup, TrainingError
+from depthseg.engine.distributed import ONE_PROCESS, ProcessGroup
 from depthseg.objectives.losses import JointLoss
 from depthseg.objectives.metrics import SegDepthMetrics
 
@@ -30,12 +30,12 @@ def evaluate_split(
     loss_fn: JointLoss,
     setup: ComputeSetup,
     per_image: bool = False,
-    reduce: Callable[[torch.Tensor], None] | None = None,
+    group: ProcessGroup = ONE_PROCESS,
 ) -> SplitResult:
     """Loss and metrics over a whole split (and per image when asked).
 
-    ``reduce`` sums a float64 tensor over processes in place, when each process evaluates a
-    share of the split (DDP): loss and metrics are then those of the whole split.
+    When each process of ``group`` evaluates a share of the split (DDP), loss and metrics are
+    those of the whole split.
     """
     model.eval()
     metrics = SegDepthMetrics()
@@ -59,11 +59,10 @@ def evaluate_split(
                 {"index": int(index), **row}
                 for index, row in zip(batch["index"], rows, strict=True)
             ]
-    if reduce is not None:
-        totals = torch.tensor([total_loss, samples, skipped], dtype=torch.float64)
-        reduce(totals)
-        total_loss, samples, skipped = totals[0].item(), int(totals[1]), int(totals[2])
-        metrics.merge(reduce)
+    if group.distributed:
+        total_loss, samples, skipped = group.summed(total_loss, samples, skipped)
+        samples, skipped = int(samples), int(skipped)
+        metrics.merge(group.all_reduce_sum)
     if samples == 0:
         raise TrainingError(f"no scene of the split could be read ({skipped} skipped)")
     return SplitResult(total_loss / samples, metrics.compute(), images, skipped)

@@ -29,7 +29,7 @@ from depthseg.engine.compute import ComputeSetup, TrainingError
 from depthseg.engine.distributed import ONE_PROCESS, ProcessGroup
 from depthseg.engine.evaluation import SplitResult, evaluate_split
 from depthseg.engine.recipe import LRSchedule, build_loss, build_optimizer
-from depthseg.engine.running_loss import CHECK_EVERY, RunningLoss
+from depthseg.engine.running_loss import RunningLoss
 from depthseg.models.dsresnet import DSResNet
 
 
@@ -172,16 +172,15 @@ class Trainer:
             skipped += int(batch["skipped"])
             if "bg" not in batch:  # every scene of the batch was skipped
                 continue
-            running.add(self.step(batch), len(batch["bg"]))
+            checked = running.add(self.step(batch), len(batch["bg"]))
             self.schedule.batch_done()
-            if running.steps % CHECK_EVERY == 0 and not bar.disable:
+            if checked and not bar.disable:
                 rate = running.samples / (time.perf_counter() - started)
                 bar.set_postfix(loss=f"{running.mean():.4f}", samples_s=f"{rate:.1f}")
         running.check()
-        # Over all processes: loss sum, samples, skipped scenes.
-        totals = torch.tensor([running.total.item(), running.samples, skipped], dtype=torch.float64)
-        self.group.all_reduce_sum(totals)
-        loss_sum, samples, skipped_all = totals.tolist()
+        loss_sum, samples, skipped_all = self.group.summed(
+            running.total.item(), running.samples, skipped
+        )
         if samples == 0:
             raise TrainingError(f"no training scene could be read in epoch {epoch}")
         return loss_sum / samples, samples / (time.perf_counter() - started), int(skipped_all)
@@ -190,7 +189,7 @@ class Trainer:
         self.val_sampler.set_epoch(epoch, self.config.image_size(epoch))
         self.group.share_buffers(self.model)
         return evaluate_split(
-            self.evaluator, self.val_loader, self.loss, self.setup, reduce=self.group.all_reduce_sum
+            self.evaluator, self.val_loader, self.loss, self.setup, group=self.group
         )
 
     def fit(self) -> list[EpochReport]:

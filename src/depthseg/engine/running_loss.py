@@ -23,13 +23,17 @@ class RunningLoss:
         self.checked = 0
         self.samples = 0
 
-    def add(self, loss: torch.Tensor, samples: int) -> None:
+    def add(self, loss: torch.Tensor, samples: int) -> bool:
+        """Count one step's loss; True when this step checked the losses (the device has
+        caught up: a moment to show them at no cost)."""
         self.recent[self.steps % self.check_every] = loss.detach()
         self.total += loss.detach() * samples
         self.steps += 1
         self.samples += samples
-        if self.steps - self.checked == self.check_every:
-            self.check()
+        if self.steps - self.checked < self.check_every:
+            return False
+        self.check()
+        return True
 
     def check(self) -> None:
         """Raise if a loss since the last check was not finite (waits for the device)."""

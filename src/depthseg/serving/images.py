@@ -14,6 +14,7 @@ from PIL import Image, ImageOps
 from depthseg.core.errors import DepthsegError
 from depthseg.data.dataset import DECODE_ERRORS
 from depthseg.engine.preview import depth_colours
+from depthseg.objectives.metrics import MASK_THRESHOLD
 
 
 class ImageInputError(DepthsegError, ValueError):
@@ -55,8 +56,8 @@ def png(image: np.ndarray) -> bytes:
 
 
 def mask_image(probability: np.ndarray) -> np.ndarray:
-    """The binary mask, 0 or 255."""
-    return np.where(probability >= 0.5, 255, 0).astype(np.uint8)
+    """The binary mask, 0 or 255: foreground where the evaluate stage's metrics count it."""
+    return np.where(probability > MASK_THRESHOLD, 255, 0).astype(np.uint8)
 
 
 def probability_image(probability: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from repro_project import clone_project, project_env, run
 from depthseg.core.params import parse_params
 from depthseg.engine.checkpoints import Checkpoints
 from depthseg.engine.compute import TrainingError
-from depthseg.engine.distributed import ProcessGroup, torchrun_command
+from depthseg.engine.distributed import ProcessGroup, run_in_processes, torchrun_command
 
 #: One process with the global batch of two processes of 8 each.
 GLOBAL_BATCH = 16
@@ -43,20 +43,22 @@ def test_several_processes_start_under_torchrun_on_this_machine() -> None:
     ]  # fmt: skip
 
 
-def _sum_over_two(rank: int, folder: Path) -> None:
-    torch.distributed.init_process_group(
-        "gloo", init_method=f"file://{folder / 'rendezvous'}", rank=rank, world_size=2
-    )
-    try:
-        summed = ProcessGroup(rank=rank, world_size=2).summed(1.5 * (rank + 1), rank, 7)
-        (folder / f"rank{rank}.json").write_text(json.dumps(summed))
-    finally:
-        torch.distributed.destroy_process_group()
+#: Run by torchrun in each process: sums totals over the group, writes what this rank got.
+SUM_SCRIPT = """
+import json, sys
+from depthseg.engine.distributed import process_group
+
+with process_group("cpu") as group:
+    summed = group.summed(1.5 * (group.rank + 1), group.rank, 7)
+open(f"{sys.argv[1]}/rank{group.rank}.json", "w").write(json.dumps(summed))
+"""
 
 
 def test_totals_are_summed_over_the_processes_and_kept_in_one(tmp_path: Path) -> None:
     assert ProcessGroup().summed(1.5, 2, 7) == [1.5, 2.0, 7.0]
-    torch.multiprocessing.spawn(_sum_over_two, args=(tmp_path,), nprocs=2)
+    script = tmp_path / "sum.py"
+    script.write_text(SUM_SCRIPT)
+    assert run_in_processes(2, str(script), [str(tmp_path)]) == 0
     for rank in (0, 1):
         assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == [4.5, 1.0, 14.0]
 

@@ -3,9 +3,12 @@
 Each variant is the real Trainer (params.yaml with its train.precision, channels_last and
 compile changed) stepping on one real batch of 16 from the index, at 64 and 96 px. Variants take
 turns, several rounds each, so that a change in the machine's load hits all of them alike; the
-median round is printed, with its speed-up over eager fp32 in the contiguous layout.
+median round is printed, with its speed-up over eager fp32 in the contiguous layout. On a GPU
+(`--device cuda`) the clock is read only after the device has finished its queued work, and
+fp16 with its GradScaler is timed too.
 
     dvc repro index && .venv/bin/python benchmarks/bench_train_step.py [--no-compile]
+    .venv/bin/python benchmarks/bench_train_step.py --device cuda --batch 128 --sizes 96 160
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ VARIANTS = {
         "train.precision=auto", "train.channels_last=true"
     ],
 }  # fmt: skip
+GPU_ONLY = {
+    "fp16 autocast + GradScaler, channels_last": [
+        "train.precision=fp16", "train.channels_last=true"
+    ],
+}  # fmt: skip
 COMPILED = {
     "bf16, channels_last, torch.compile": [
         "train.precision=auto", "train.channels_last=true", "train.compile=true"
@@ -39,10 +47,12 @@ COMPILED = {
 }  # fmt: skip
 
 
-def make_trainer(overrides: list[str], size: int, folder: Path) -> tuple[Trainer, dict]:
+def make_trainer(
+    overrides: list[str], size: int, batch_size: int, device: str, folder: Path
+) -> tuple[Trainer, dict]:
     params = load_params(overrides=[
-        *overrides, f"train.image_sizes=[{size}]", "train.batch_size=16", "train.workers=0",
-        "train.resume=false",
+        *overrides, f"train.image_sizes=[{size}]", f"train.batch_size={batch_size}",
+        f"train.device={device}", "train.workers=0", "train.resume=false",
     ])  # fmt: skip
     table, archive = read_index(INDEX_FILE)
     trainer = Trainer(params, table, archive, folder)
@@ -53,30 +63,44 @@ def make_trainer(overrides: list[str], size: int, folder: Path) -> tuple[Trainer
     return trainer, batch
 
 
+def finish_queued_work(on_gpu: bool) -> None:
+    """Wait for the GPU: its steps run asynchronously, so the clock alone would time queueing."""
+    if on_gpu:
+        torch.cuda.synchronize()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 96])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=4, help="steps per round and variant")
     parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
+    parser.add_argument("--batch", type=int, default=16, help="batch size (default: 16)")
     args = parser.parse_args()
-    variants = VARIANTS | ({} if args.no_compile else COMPILED)
-    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, batch 16, SGD step with the joint loss")  # fmt: skip
+    on_gpu = args.device == "cuda"
+    variants = VARIANTS | (GPU_ONLY if on_gpu else {}) | ({} if args.no_compile else COMPILED)
+    machine = torch.cuda.get_device_name() if on_gpu else platform.processor() or platform.machine()
+    print(f"{machine}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"batch {args.batch}, SGD step with the joint loss")  # fmt: skip
     print("| size | variant | samples/s | vs eager fp32 |\n|---|---|---|---|")
     with tempfile.TemporaryDirectory() as scratch:
         for size in args.sizes:
             ready = {
-                name: make_trainer(overrides, size, Path(scratch) / name.replace(" ", "_"))
-                for name, overrides in variants.items()
+                name: make_trainer(
+                    overrides, size, args.batch, args.device, Path(scratch) / f"variant{number}"
+                )
+                for number, (name, overrides) in enumerate(variants.items())
             }
             rates: dict[str, list[float]] = {name: [] for name in variants}
             for _ in range(args.rounds):
                 for name, (trainer, batch) in ready.items():
+                    finish_queued_work(on_gpu)
                     started = time.perf_counter()
                     for _ in range(args.steps):
                         trainer.step(batch)
-                    rates[name].append(16 * args.steps / (time.perf_counter() - started))
+                    finish_queued_work(on_gpu)
+                    rates[name].append(args.batch * args.steps / (time.perf_counter() - started))
             reference = statistics.median(next(iter(rates.values())))
             for name, values in rates.items():
                 rate = statistics.median(values)

@@ -28,7 +28,10 @@ def test_the_script_parses() -> None:
 def test_help_names_every_option() -> None:
     result = run_script("--help")
     assert result.returncode == 0
-    assert all(option in result.stdout for option in ("--epochs", "--out", "--help"))
+    assert all(
+        option in result.stdout
+        for option in ("--epochs", "--scenes", "--workers", "--out", "--help")
+    )
 
 
 def test_an_unknown_option_is_refused_by_name() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,24 @@ def test_any_sizes_in_one_call_come_back_in_order_at_their_own_size(saved_model)
         np.testing.assert_allclose(batched.probability, single.probability, atol=1e-5)
         np.testing.assert_allclose(batched.depth, single.depth, atol=1e-5)
         assert batched.depth.min() >= 0 and batched.depth.max() <= 1
+
+
+def test_a_card_that_says_mirror_average_gives_mirror_symmetric_predictions(
+    saved_model, tmp_path: Path
+) -> None:
+    weights, card = saved_model
+    mirrored_card = tmp_path / "model.json"
+    mirrored_card.write_text(json.dumps({**json.loads(card.read_text()), "mirror_average": True}))
+    bg, bg_fg = random_images(1, 48, 80, 0), random_images(1, 48, 80, 1)
+    for card_file, symmetric in ((mirrored_card, True), (card, False)):
+        network = load_network(weights, card_file)
+        with torch.inference_mode():
+            direct = network(torch.from_numpy(bg), torch.from_numpy(bg_fg))
+            of_mirror = network(
+                torch.from_numpy(bg[:, :, ::-1].copy()), torch.from_numpy(bg_fg[:, :, ::-1].copy())
+            )
+        for one, other in zip(direct, of_mirror, strict=True):
+            assert torch.allclose(one, other.flip(-1), atol=1e-5) is symmetric
 
 
 def test_a_missing_card_says_to_train_first(saved_model, tmp_path: Path) -> None:

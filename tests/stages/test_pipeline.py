@@ -56,6 +56,7 @@ def test_mlflow_run_records_params_epochs_artifacts_and_a_loadable_model(pipelin
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     client = MlflowClient()
     card = json.loads((project / "models/model.json").read_text())
+    assert card["mirror_average"] is True  # params.yaml's default, for evaluate and serving
     run = client.get_run(card["run_id"])
     assert client.get_experiment(run.info.experiment_id).name == "depthseg"
     assert run.data.params["train.epochs"] == "2"

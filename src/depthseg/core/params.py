@@ -115,6 +115,8 @@ class IndexParams(Section):
 
 class ModelParams(Section):
     width: Annotated[float, Field(gt=0.0, le=4.0)] = 1.0
+    # Predict (evaluate, predict, serve, export) as the mean over the scene and its mirror image.
+    mirror_average: bool = True
 
 
 class DepthLossParams(Section):

@@ -9,12 +9,14 @@ from typing import Any
 
 import pandas as pd
 import torch
+from torch import nn
 
 from depthseg.core.errors import DepthsegError
 from depthseg.core.files import replaced_atomically
 from depthseg.core.params import Params
 from depthseg.engine.compute import TrainingError
 from depthseg.models.dsresnet import DSResNet
+from depthseg.models.mirror_averaged import MirrorAveraged
 
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
@@ -26,8 +28,9 @@ def save_atomically(payload: Any, path: Path) -> None:
         torch.save(payload, partial)
 
 
-def load_trained(weights: Path, card: Path) -> tuple[DSResNet, dict[str, Any]]:
-    """The kept weights (a state dict, loaded without unpickling code) and their model card."""
+def load_trained(weights: Path, card: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The network of the kept weights (a state dict, loaded without unpickling code), mirror
+    averaged when its model card says so, and the card."""
     for path in (weights, card):
         if not path.is_file():
             raise DepthsegError(f"{path} is missing: run `dvc repro train` first")
@@ -37,7 +40,9 @@ def load_trained(weights: Path, card: Path) -> tuple[DSResNet, dict[str, Any]]:
     except (ValueError, KeyError) as error:
         raise DepthsegError(f"{card}: not a model card written by train ({error!r})") from None
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    return model.eval(), details
+    # Cards written before the option existed describe plain predictions.
+    network = MirrorAveraged(model) if details.get("mirror_average", False) else model
+    return network.eval(), details
 
 
 def data_fingerprint(table: pd.DataFrame) -> str:
@@ -55,7 +60,7 @@ def resume_key(params: Params, data: str, processes: int = 1) -> dict[str, Any]:
         exclude.add("epochs")
     train = params.train.model_dump(exclude=exclude)
     return {
-        "model": params.model.model_dump(),
+        "model": params.model.model_dump(exclude={"mirror_average"}),  # prediction only
         "loss": params.loss.model_dump(),
         "train": train,
         "data": {"fingerprint": data},

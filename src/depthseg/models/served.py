@@ -6,11 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from depthseg.models.dsresnet import DSResNet
-
 
 class ServedDSResNet(nn.Module):
-    """DSResNet that takes decoded images as they are and answers at their size.
+    """DSResNet (plain or ``MirrorAveraged``) that takes decoded images as they are and answers
+    at their size.
 
     Inputs: ``bg`` and ``bg_fg``, uint8 ``N x H x W x 3`` RGB; the two may differ in size.
     Outputs: the mask probability and the depth in [0, 1], float32 ``N x H x W`` at the size of
@@ -21,7 +20,7 @@ class ServedDSResNet(nn.Module):
 
     def __init__(
         self,
-        model: DSResNet,
+        model: nn.Module,
         image_size: int,
         bg_stats: tuple[tuple[float, ...], tuple[float, ...]],
         bg_fg_stats: tuple[tuple[float, ...], tuple[float, ...]],

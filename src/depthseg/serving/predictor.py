@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from depthseg.data import layout
 from depthseg.engine.checkpoints import load_trained
 from depthseg.engine.compute import select_device
-from depthseg.models.dsresnet import DSResNet
 from depthseg.models.served import ServedDSResNet
 
 
@@ -24,7 +24,7 @@ class Prediction:
     depth: np.ndarray
 
 
-def served_network(model: DSResNet, image_size: int) -> ServedDSResNet:
+def served_network(model: nn.Module, image_size: int) -> ServedDSResNet:
     """``model`` wrapped to take raw images, normalised with the release's statistics."""
     return ServedDSResNet(
         model, image_size, (layout.BG_MEAN, layout.BG_STD), (layout.BG_FG_MEAN, layout.BG_FG_STD)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from PIL import Image
+from torch import nn
 from torch.utils.data import DataLoader
 
 from depthseg.core.errors import DepthsegError
@@ -27,7 +28,6 @@ from depthseg.engine.compute import ComputeSetup
 from depthseg.engine.evaluation import evaluate_split
 from depthseg.engine.preview import evenly_spaced, predict_scenes
 from depthseg.engine.recipe import build_loss
-from depthseg.models.dsresnet import DSResNet
 from depthseg.tracking import service as tracking
 
 
@@ -81,7 +81,7 @@ def evaluate(params: Params) -> dict[str, Any]:
 
 
 def _write_predictions(
-    model: DSResNet, dataset: SceneDataset, rows: pd.DataFrame, wanted: int, setup: ComputeSetup
+    model: nn.Module, dataset: SceneDataset, rows: pd.DataFrame, wanted: int, setup: ComputeSetup
 ) -> None:
     """One PNG per fixed test scene; the new set replaces the previous one only when complete."""
     with replaced_atomically(EVALUATE_PREDICTIONS) as folder:

@@ -69,6 +69,7 @@ def _train_and_record(
         save_atomically(trainer.model.state_dict(), MODEL_WEIGHTS)
         card = {
             "width": params.model.width,
+            "mirror_average": params.model.mirror_average,
             # The size the kept weights were trained and chosen at; evaluate uses it.
             "image_size": trainer.best.image_size,
             "best_epoch": trainer.best.epoch,

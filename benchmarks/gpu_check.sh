@@ -38,6 +38,13 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# An offline machine once hung on these imports for the whole of its lease: fail fast instead.
+export MLFLOW_DISABLE_TELEMETRY=true
+if ! timeout 120 python -c "import torch, mlflow, albumentations, pydantic"; then
+  echo "gpu_check.sh: importing torch, mlflow, albumentations and pydantic failed or took over" \
+       "120 s with $(command -v python); install requirements.txt into this python first" >&2
+  exit 1
+fi
 gpus=$(python -c "import torch; print(torch.cuda.device_count())")
 if [ "$gpus" -lt 1 ]; then
   echo "gpu_check.sh: PyTorch sees no CUDA GPU here (torch.cuda.device_count() is 0)" >&2

@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader
 
 from depthseg.core.params import AugmentParams, IndexParams
 from depthseg.data import layout
-from depthseg.data.dataset import ImageError, SceneDataset
+from depthseg.data.dataset import SceneDataset
+from depthseg.data.decoding import ImageError
 from depthseg.data.indexing import build_index
 from depthseg.data.sampling import EpochSampler, SceneKey
 from depthseg.data.transforms import build_augmentation, normalised

@@ -9,7 +9,7 @@ import pytest
 
 from depthseg.core.params import IndexParams, SplitParams, parse_params
 from depthseg.data import layout
-from depthseg.data.dataset import ImageError
+from depthseg.data.decoding import ImageError
 from depthseg.data.indexing import build_index
 from depthseg.engine.loop import Trainer
 
@@ -69,7 +69,7 @@ def test_a_bad_image_is_skipped_and_counted_when_asked(
 
 def test_a_png_with_a_bad_chunk_names_its_member(make_release, make_zip, tmp_path: Path) -> None:
     """Pillow raises SyntaxError for it; the member's name must not be lost."""
-    from depthseg.data.dataset import decode_image
+    from depthseg.data.decoding import decode_image
 
     png = bad_png_chunk(make_release(1)[layout.fg_member("fg001")])
     with pytest.raises(ImageError, match=r"fg/fg001\.png: cannot decode"):

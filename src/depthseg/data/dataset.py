@@ -2,57 +2,21 @@
 
 from __future__ import annotations
 
-import io
 import random
 from collections import OrderedDict
 from pathlib import Path
 
 import albumentations as A
-import cv2
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
-from depthseg.core.errors import DepthsegError
 from depthseg.data import layout
 from depthseg.data.archive import ArchiveError, MemberReader
+from depthseg.data.decoding import ImageError, decode_image
 from depthseg.data.sampling import SceneKey
 from depthseg.data.transforms import binary_mask, chw_tensor
-
-
-class ImageError(DepthsegError, ValueError):
-    """An image of the dataset cannot be used; the one-line message names the scene and member.
-
-    A DataLoader worker's error reaches the main process as ``ImageError(worker traceback)``;
-    only its last line, the message itself, is kept.
-    """
-
-    def __init__(self, message: str) -> None:
-        last_line = message.strip().splitlines()[-1] if message.strip() else message
-        super().__init__(last_line.split("ImageError: ", 1)[-1])
-
-
-#: What Pillow raises for a truncated file, a broken data stream or a bad PNG chunk.
-DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
-
-
-def decode_image(data: bytes, size: int, mode: str, name: str) -> np.ndarray:
-    """Decode a JPEG/PNG to ``size`` x ``size`` in ``mode`` ('RGB' or 'L') as uint8."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            # JPEG decoders can scale by 1/2, 1/4, 1/8 while decoding: far cheaper than resizing.
-            image.draft(mode, (size, size))
-            pixels = np.asarray(image.convert(mode))
-    except DECODE_ERRORS as error:
-        raise ImageError(
-            f"{name}: cannot decode this image ({error}); the file is corrupt"
-        ) from None
-    if pixels.shape[:2] != (size, size):
-        pixels = cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA)
-    return pixels
-
 
 #: Decoded backgrounds each process keeps (at 160 px, 77 KB each).
 BACKGROUND_CACHE = 256

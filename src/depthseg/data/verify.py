@@ -24,6 +24,7 @@ from PIL import Image
 
 from depthseg.data import layout
 from depthseg.data.archive import ArchiveError, MemberReader
+from depthseg.data.decoding import DECODE_ERRORS
 
 #: The mode each kind of image must have.
 EXPECTED_MODES = {"bg": "RGB", "bg_fg": "RGB", "mask": "L", "depth": "L"}
@@ -61,7 +62,7 @@ def _check(
         with Image.open(io.BytesIO(data)) as image:
             found_mode, dimensions = image.mode, image.size
             image.load()
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+    except DECODE_ERRORS as error:
         return ImageCheck(member, "undecodable_image", f"{member}: {error}", None)
     before = os.lseek(stderr, 0, os.SEEK_END)
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)

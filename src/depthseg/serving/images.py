@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from depthseg.core.errors import DepthsegError
-from depthseg.data.dataset import DECODE_ERRORS
+from depthseg.data.decoding import DECODE_ERRORS
 from depthseg.engine.preview import depth_colours
 from depthseg.objectives.metrics import MASK_THRESHOLD
 

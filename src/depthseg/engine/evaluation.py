@@ -59,10 +59,9 @@ def evaluate_split(
                 {"index": int(index), **row}
                 for index, row in zip(batch["index"], rows, strict=True)
             ]
-    if group.distributed:
-        total_loss, samples, skipped = group.summed(total_loss, samples, skipped)
-        samples, skipped = int(samples), int(skipped)
-        metrics.merge(group.all_reduce_sum)
+    total_loss, samples, skipped = group.summed(total_loss, samples, skipped)
+    samples, skipped = int(samples), int(skipped)
+    metrics.merge(group.all_reduce_sum)
     if samples == 0:
         raise TrainingError(f"no scene of the split could be read ({skipped} skipped)")
     return SplitResult(total_loss / samples, metrics.compute(), images, skipped)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -50,12 +51,17 @@ def training_loader(
     return Trainer(params, table, archive, folder).train_batches(1, size)
 
 
-def scenes_per_second(batches: DataLoader) -> float:
-    for _ in batches:  # workers started, backgrounds decoded: as from a training's second epoch
+def scenes_per_second(batches: DataLoader, rounds: int) -> float:
+    """The median over ``rounds`` passes, after one that starts the workers and decodes the
+    backgrounds (as from a training's second epoch)."""
+    for _ in batches:
         pass
-    started = time.perf_counter()
-    count = sum(len(batch["bg"]) for batch in batches)
-    return count / (time.perf_counter() - started)
+    rates = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        count = sum(len(batch["bg"]) for batch in batches)
+        rates.append(count / (time.perf_counter() - started))
+    return statistics.median(rates)
 
 
 def worker_memory(batches: DataLoader, count: int) -> list[tuple[float, float]]:
@@ -82,7 +88,8 @@ def main() -> None:
     parser.add_argument("--index", type=Path, default=INDEX_FILE, help="an index after dvc repro")
     parser.add_argument("--modest", type=Path, help="a MODEST-layout folder to read instead")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 96, 160])
-    parser.add_argument("--scenes", type=int, default=1600, help="scenes read per measurement")
+    parser.add_argument("--scenes", type=int, default=1600, help="scenes read per pass")
+    parser.add_argument("--rounds", type=int, default=3, help="passes measured; the median counts")
     parser.add_argument(
         "--augment", action=argparse.BooleanOptionalAction, default=True,
         help="apply params.yaml's augmentation (default: yes)",
@@ -104,7 +111,8 @@ def main() -> None:
                 batches = training_loader(
                     table, archive, folder / "checkpoints", size, args.scenes, workers, args.augment
                 )
-                print(f"| {size} | {workers} | {scenes_per_second(batches):.0f} |", flush=True)
+                rate = scenes_per_second(batches, args.rounds)
+                print(f"| {size} | {workers} | {rate:.0f} |", flush=True)
         repeats = -(-RELEASE_ROWS // len(table))
         release = pd.concat([table] * repeats, ignore_index=True).iloc[:RELEASE_ROWS]
         batches = training_loader(

@@ -18,9 +18,10 @@ from depthseg.engine.distributed import ProcessGroup, run_in_processes, torchrun
 
 #: One process with the global batch of two processes of 8 each.
 GLOBAL_BATCH = 16
-#: How far the two may end apart. Not bit for bit: each process normalises its own half batch
-#: (BatchNorm), and the mask's Dice loss is not a mean of per-scene terms.
-TOLERANCE = 0.05
+#: How far apart (relative) the two may end. Not bit for bit: each process normalises its own
+#: half batch (BatchNorm), and the mask's Dice loss is not a mean of per-scene terms. Measured:
+#: 0.004% (train loss) to 0.4% (val RMSE) apart.
+RELATIVE_TOLERANCE = 0.02
 
 
 def test_the_environment_torchrun_sets_describes_the_group(monkeypatch) -> None:
@@ -102,5 +103,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(pipeline, tmp_p
         assert history["epoch"].tolist() == [1, 2]
         assert (copy / "models/model.pt").is_file()
         results[name] = metrics["final"]
-    for key in ("val_mask_iou", "val_depth_rmse", "train_loss", "val_loss"):
-        assert results["ddp"][key] == pytest.approx(results["single"][key], abs=TOLERANCE), key
+    # Soft IoU: after two epochs of this tiny model, the thresholded IoU is still 0 in both.
+    for key in ("val_mask_soft_iou", "val_depth_rmse", "train_loss", "val_loss"):
+        expected = pytest.approx(results["single"][key], rel=RELATIVE_TOLERANCE)
+        assert results["ddp"][key] == expected, key

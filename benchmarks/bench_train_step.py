@@ -7,13 +7,18 @@ median round is printed, with its speed-up over eager fp32 in the contiguous lay
 (`--device cuda`) the clock is read only after the device has finished its queued work, and
 fp16 with its GradScaler is timed too.
 
+`--profile` instead profiles the default variant and prints, by the size of the feature maps,
+how long the convolutions' backward passes take against their share of the arithmetic.
+
     dvc repro index && .venv/bin/python benchmarks/bench_train_step.py [--no-compile]
+    .venv/bin/python benchmarks/bench_train_step.py --profile --sizes 64 96
     .venv/bin/python benchmarks/bench_train_step.py --device cuda --batch 128 --sizes 96 160
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import statistics
 import tempfile
@@ -21,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from depthseg.core.params import load_params
 from depthseg.core.paths import INDEX_FILE
@@ -69,6 +75,33 @@ def finish_queued_work(on_gpu: bool) -> None:
         torch.cuda.synchronize()
 
 
+def backward_by_map_size(trainer: Trainer, batch: dict, steps: int = 3) -> None:
+    """Print the convolutions' backward time and arithmetic, grouped by feature-map size."""
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as profiled:
+        for _ in range(steps):
+            trainer.step(batch)
+    seconds: dict[int, float] = {}
+    flops: dict[int, float] = {}
+    layers: dict[int, int] = {}
+    for event in profiled.key_averages(group_by_input_shape=True):
+        if event.key != "aten::convolution_backward":
+            continue
+        grad_output, inputs, weight = event.input_shapes[:3]
+        side = inputs[2]
+        # Gradients of input and weight: two products the size of the forward one (2 FLOPs each).
+        per_call = 4 * inputs[0] * grad_output[2] * grad_output[3] * math.prod(weight)
+        seconds[side] = seconds.get(side, 0.0) + event.self_cpu_time_total / 1e6 / steps
+        flops[side] = flops.get(side, 0.0) + per_call * event.count / steps
+        layers[side] = layers.get(side, 0) + event.count // steps
+    total_seconds, total_flops = sum(seconds.values()), sum(flops.values())
+    print("| maps | convolutions | backward ms/step | share of time | share of FLOPs | GFLOP/s |")
+    print("|---|---|---|---|---|---|")
+    for side in sorted(seconds):
+        print(f"| {side}x{side} | {layers[side]} | {seconds[side] * 1e3:.1f} | "
+              f"{seconds[side] / total_seconds:.0%} | {flops[side] / total_flops:.0%} | "
+              f"{flops[side] / seconds[side] / 1e9:.0f} |", flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 96])
@@ -77,7 +110,21 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
     parser.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
     parser.add_argument("--batch", type=int, default=16, help="batch size (default: 16)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="on the CPU: where the default step's backward time goes",
+    )
     args = parser.parse_args()
+    if args.profile:
+        default = VARIANTS["bf16 autocast, channels_last (default here)"]
+        with tempfile.TemporaryDirectory() as scratch:
+            for size in args.sizes:
+                print(f"{size} px, batch {args.batch}:")
+                backward_by_map_size(
+                    *make_trainer(default, size, args.batch, args.device, Path(scratch))
+                )
+        return
     on_gpu = args.device == "cuda"
     variants = VARIANTS | (GPU_ONLY if on_gpu else {}) | ({} if args.no_compile else COMPILED)
     machine = torch.cuda.get_device_name() if on_gpu else platform.processor() or platform.machine()

@@ -78,8 +78,9 @@ def worker_memory(batches: DataLoader, count: int) -> list[tuple[float, float]]:
 
 def modest_table(folder: Path, scratch: Path) -> tuple[pd.DataFrame, Path]:
     archive = scratch / "modest.zip"
-    pack_folder(folder, archive)
-    table, _ = build_index(archive, IndexParams())
+    limits = load_params().limits
+    pack_folder(folder, archive, limits)
+    table, _ = build_index(archive, IndexParams(), limits)
     return table, archive
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +18,9 @@ import pytest
 import torch
 from PIL import Image
 from repro_project import make_repro_project
+from servers import model_server
 
-from depthseg.core.params import IndexParams, SplitParams
+from depthseg.core.params import IndexParams, SplitParams, load_params
 from depthseg.data import layout
 from depthseg.data.archive import pack_folder
 from depthseg.data.indexing import build_index
@@ -30,6 +31,9 @@ Files = dict[str, bytes]
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEST_MINI = REPO_ROOT.parent / "shared" / "modest-mini"
 MODEST_MINI_SCENES = 12
+#: params.yaml's values: tests change only what they test on top of these.
+DEFAULT_PARAMS = load_params(REPO_ROOT / "params.yaml")
+LIMITS = DEFAULT_PARAMS.limits
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,7 +173,7 @@ def modest_mini_files(modest_mini: Path) -> Files:
 def modest_archive(modest_mini: Path, tmp_path: Path) -> Path:
     """modest-mini packed by fetch's own code into a stored zip, as data/raw/modest.zip is."""
     dest = tmp_path / "raw" / "modest.zip"
-    pack_folder(modest_mini, dest)
+    pack_folder(modest_mini, dest, LIMITS)
     return dest
 
 
@@ -206,7 +210,7 @@ def tiny_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, 
     folder = tmp_path_factory.mktemp("tiny-release")
     archive = write_zip(release_files(8, 2, 2, size=64), folder / "modest.zip")
     split = SplitParams(train=0.5, val=0.25, test=0.25)
-    table, _ = build_index(archive, IndexParams(split=split))
+    table, _ = build_index(archive, IndexParams(split=split), LIMITS)
     return table, archive
 
 
@@ -219,3 +223,11 @@ def saved_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     torch.save(DSResNet(0.125).state_dict(), weights)
     card.write_text(json.dumps({"width": 0.125, "image_size": 64, "run_id": "none"}))
     return weights, card
+
+
+@pytest.fixture(scope="session")
+def champion_server(pipeline) -> Iterator[tuple[str, int]]:
+    """`mlflow models serve` of the tiny project's champion: (base URL, process group)."""
+    project, env = pipeline
+    with model_server(project, "models:/depthseg@champion", env) as server:
+        yield server

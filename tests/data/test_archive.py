@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import LIMITS
 
 from depthseg.data import layout
 from depthseg.data.archive import (
@@ -50,7 +51,7 @@ def test_pack_folder_writes_a_stored_zip_read_in_place(
     modest_mini: Path, modest_mini_files: Files, tmp_path: Path
 ) -> None:
     dest = tmp_path / "modest.zip"
-    count = pack_folder(modest_mini, dest)
+    count = pack_folder(modest_mini, dest, LIMITS)
     assert count == len(modest_mini_files)
     members = read_members(dest)
     assert set(members) == set(modest_mini_files)
@@ -64,15 +65,15 @@ def test_pack_folder_is_byte_identical_for_the_same_content(
     modest_mini: Path, tmp_path: Path
 ) -> None:
     first, second = tmp_path / "a.zip", tmp_path / "b.zip"
-    pack_folder(modest_mini, first)
-    pack_folder(modest_mini, second)
+    pack_folder(modest_mini, first, LIMITS)
+    pack_folder(modest_mini, second, LIMITS)
     assert first.read_bytes() == second.read_bytes()
 
 
 def test_pack_folder_without_file_map_is_refused(tmp_path: Path) -> None:
     (tmp_path / "bg").mkdir()
     with pytest.raises(ArchiveError, match=layout.FILE_MAP):
-        pack_folder(tmp_path, tmp_path / "out.zip")
+        pack_folder(tmp_path, tmp_path / "out.zip", LIMITS)
 
 
 @pytest.mark.parametrize("top", ["", "modest_museum_dataset/"], ids=["root", "top-folder"])
@@ -85,7 +86,7 @@ def test_repack_deflated_zip_keeps_exactly_the_layout(
     with zipfile.ZipFile(source, "a") as archive:  # what macOS adds beside the top folder
         archive.writestr(f"__MACOSX/{top}bg/._bg001.jpeg", b"resource fork")
     dest = tmp_path / "out.zip"
-    assert repack_zip(source, dest) == len(modest_mini_files)
+    assert repack_zip(source, dest, LIMITS) == len(modest_mini_files)
     assert _stored_contents(dest) == modest_mini_files
     assert {m.method for m in read_members(dest).values()} == {zipfile.ZIP_STORED}
     _assert_members_match_zipfile(dest)
@@ -98,7 +99,7 @@ def test_repack_refuses_entries_outside_the_dataset(
     source = make_zip({**make_release(1), entry: b"payload"}, tmp_path / "in.zip")
     dest = tmp_path / "out.zip"
     with pytest.raises(ArchiveError) as caught:
-        repack_zip(source, dest)
+        repack_zip(source, dest, LIMITS)
     assert repr(entry) in str(caught.value)
     assert not dest.exists()
 
@@ -118,15 +119,15 @@ def test_repack_needs_exactly_one_layout_root(
     files = dict.fromkeys(file_maps, b"bg001\tbg001_fg001_01\tm\td\n")
     source = make_zip({**files, "bg/bg001.jpeg": b"jpeg"}, tmp_path / "in.zip")
     with pytest.raises(ArchiveError, match=found) as caught:
-        repack_zip(source, tmp_path / "out.zip")
+        repack_zip(source, tmp_path / "out.zip", LIMITS)
     assert layout.FILE_MAP in str(caught.value)
 
 
 def test_repack_of_a_file_that_is_no_zip(tmp_path: Path) -> None:
     source = tmp_path / "download.zip"
     source.write_bytes(b"<html>rate limited</html>")
-    with pytest.raises(ArchiveError, match="not a readable zip"):
-        repack_zip(source, tmp_path / "out.zip")
+    with pytest.raises(ArchiveError, match=r"download\.zip: not a zip archive"):
+        repack_zip(source, tmp_path / "out.zip", LIMITS)
 
 
 def _fail_after(count: int) -> Callable[[int], None]:
@@ -169,12 +170,12 @@ def test_failed_write_leaves_no_partial_and_keeps_the_old_archive(
     if how == "interrupted-pack":
         folder = make_folder(files, tmp_path / "release")
         with pytest.raises(KeyboardInterrupt):
-            pack_folder(folder, dest, progress=_fail_after(3))
+            pack_folder(folder, dest, LIMITS, progress=_fail_after(3))
     else:
         source = make_zip(files, tmp_path / "in.zip")
         _corrupt_member_data(source, layout.scene_member("bg003_fg001_01"))
         with pytest.raises(ArchiveError, match="not a readable zip"):
-            repack_zip(source, dest)
+            repack_zip(source, dest, LIMITS)
     if existing is None:
         assert not dest.parent.exists() or not any(dest.parent.iterdir())
     else:
@@ -283,15 +284,15 @@ def test_a_symlink_inside_the_folder_is_followed_one_outside_is_refused(
     scene.rename(copy)
     scene.symlink_to(copy)  # inside the folder: packed as the file it points to
     dest = tmp_path / "modest.zip"
-    pack_folder(folder, dest)
+    pack_folder(folder, dest, LIMITS)
     with zipfile.ZipFile(dest) as packed:
         assert packed.read(layout.scene_member("bg002_fg001_01")) == copy.read_bytes()
     secret = tmp_path / "secret.jpeg"
     secret.write_bytes(b"private")
     scene.unlink()
     scene.symlink_to(secret)
-    with pytest.raises(ArchiveError, match=r"symlink to .*secret\.jpeg, outside the dataset"):
-        pack_folder(folder, tmp_path / "other.zip")
+    with pytest.raises(ArchiveError, match=r"leads to .*secret\.jpeg, outside the dataset folder"):
+        pack_folder(folder, tmp_path / "other.zip", LIMITS)
     assert not (tmp_path / "other.zip").exists()
 
 
@@ -308,6 +309,10 @@ def test_an_oversized_member_is_refused_before_anything_is_written(
     else:
         source = make_zip(files, tmp_path / "in.zip", compression=zipfile.ZIP_DEFLATED)
         pack = repack_zip
-    with pytest.raises(ArchiveError, match=r"bg001_fg001_01_depth_map\.jpeg is 5,000 bytes, over"):
-        pack(source, dest, limit=4000)
+    with pytest.raises(
+        ArchiveError,
+        match=r"bg001_fg001_01_depth_map\.jpeg is 5,000 bytes, over the limit of 4,000 bytes "
+        r"\(limits\.member_bytes\)",
+    ):
+        pack(source, dest, LIMITS.model_copy(update={"member_bytes": 4000}))
     assert not dest.exists()

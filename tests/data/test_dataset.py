@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import LIMITS
 from PIL import Image
 from torch.utils.data import DataLoader
 
 from depthseg.core.params import AugmentParams, IndexParams
 from depthseg.data import layout
 from depthseg.data.dataset import SceneDataset
-from depthseg.data.decoding import ImageError
+from depthseg.data.image_header import ImageError
 from depthseg.data.indexing import build_index
 from depthseg.data.sampling import EpochSampler, SceneKey
 from depthseg.data.transforms import build_augmentation, normalised
@@ -37,7 +38,7 @@ def index_release(
 
     def build(files: Files) -> tuple[pd.DataFrame, Path]:
         archive = make_zip(files, tmp_path / "raw" / "modest.zip")
-        table, _ = build_index(archive, IndexParams())
+        table, _ = build_index(archive, IndexParams(), LIMITS)
         return table, archive
 
     return build
@@ -45,7 +46,7 @@ def index_release(
 
 @pytest.fixture
 def modest_index(modest_archive: Path) -> pd.DataFrame:
-    return build_index(modest_archive, IndexParams())[0]
+    return build_index(modest_archive, IndexParams(), LIMITS)[0]
 
 
 def _pixels(image: torch.Tensor) -> np.ndarray:

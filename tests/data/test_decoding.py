@@ -11,7 +11,8 @@ import pytest
 from conftest import Files, encode_png
 from PIL import Image
 
-from depthseg.data.decoding import ImageError, decode_image, jpeg_frame
+from depthseg.data.decoding import decode_image
+from depthseg.data.image_header import ImageError, jpeg_frame
 from depthseg.synthetic.encoding import jpeg
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import LIMITS
 
 from depthseg.core.params import IndexParams, SplitParams
 from depthseg.data import indexing, layout
@@ -48,7 +49,7 @@ def _file_map_line(scene: str, bg: str | None = None) -> str:
 
 
 def test_modest_mini_index(modest_archive: Path, modest_mini: Path) -> None:
-    table, problems = build_index(modest_archive, IndexParams())
+    table, problems = build_index(modest_archive, IndexParams(), LIMITS)
     assert not problems
     assert len(table) == 12
     assert list(table.columns) == indexing._COLUMNS
@@ -62,7 +63,7 @@ def test_modest_mini_index(modest_archive: Path, modest_mini: Path) -> None:
 
 
 def test_modest_mini_offsets_read_back_the_files(modest_archive: Path, modest_mini: Path) -> None:
-    table, _ = build_index(modest_archive, IndexParams())
+    table, _ = build_index(modest_archive, IndexParams(), LIMITS)
     reader = MemberReader(modest_archive)
     for row in table.itertuples():
         for kind in layout.IMAGE_KINDS:
@@ -72,7 +73,7 @@ def test_modest_mini_offsets_read_back_the_files(modest_archive: Path, modest_mi
 
 
 def test_modest_mini_ids_and_boxes(modest_archive: Path, modest_mini: Path) -> None:
-    table, _ = build_index(modest_archive, IndexParams())
+    table, _ = build_index(modest_archive, IndexParams(), LIMITS)
     boxes = {
         Path(name).stem: tuple(int(value) for value in values)
         for name, *values in (
@@ -93,7 +94,7 @@ def test_random_split_cuts_at_the_fractions(
 ) -> None:
     archive = make_zip(make_release(4, 1, 5), tmp_path / "modest.zip")
     params = _params(method="random", train=0.5, val=0.25, test=0.25, seed=3)
-    table, _ = build_index(archive, params)
+    table, _ = build_index(archive, params, LIMITS)
     assert _split_counts(table["split"].to_numpy()) == {"train": 10, "val": 5, "test": 5}
     # Scenes of one background may land in different splits.
     assert (table.groupby("bg_id")["split"].nunique() > 1).any()
@@ -189,7 +190,7 @@ def test_problem_stops_the_index_with_its_kind_and_an_example(
     kind, example = make_problem(files)
     archive = make_zip(files, tmp_path / "modest.zip")
     with pytest.raises(IndexError_) as caught:
-        build_index(archive, _params("stop"))
+        build_index(archive, _params("stop"), LIMITS)
     message = str(caught.value)
     (line,) = [line for line in message.splitlines() if line.strip().startswith(kind)]
     assert f"{kind}: 1 " in line
@@ -204,10 +205,10 @@ def test_all_problems_listed_and_skipped(
     kinds = {make_problem(files)[0] for make_problem in PROBLEMS}
     archive = make_zip(files, tmp_path / "modest.zip")
     with pytest.raises(IndexError_) as caught:
-        build_index(archive, _params("stop"))
+        build_index(archive, _params("stop"), LIMITS)
     assert all(kind in str(caught.value) for kind in kinds)
 
-    table, problems = build_index(archive, _params("skip"))
+    table, problems = build_index(archive, _params("skip"), LIMITS)
     # bg002's scene lost its depth map and bg004 its background: two complete scenes remain.
     assert sorted(table["scene"]) == ["bg001_fg001_01", "bg003_fg001_01"]
     assert dict(problems.counts) == {
@@ -226,7 +227,7 @@ def test_malformed_bbox_line_is_a_problem(
     files[layout.BBOX_FILE] += b"bg001_fg001_01.jpeg\t1\t2\n"
     archive = make_zip(files, tmp_path / "modest.zip")
     with pytest.raises(IndexError_, match=r"malformed_line: 1 .*bbox\.txt line 4"):
-        build_index(archive, _params("stop"))
+        build_index(archive, _params("stop"), LIMITS)
 
 
 def test_scene_without_bbox_gets_minus_one(
@@ -234,7 +235,7 @@ def test_scene_without_bbox_gets_minus_one(
 ) -> None:
     files = make_release(3)
     del files[layout.BBOX_FILE]
-    table, problems = build_index(make_zip(files, tmp_path / "modest.zip"), IndexParams())
+    table, problems = build_index(make_zip(files, tmp_path / "modest.zip"), IndexParams(), LIMITS)
     assert not problems
     assert (table[["bbox_x", "bbox_y", "bbox_w", "bbox_h"]] == -1).all().all()
 
@@ -245,7 +246,7 @@ def test_no_complete_scene_is_an_error(
     files = make_release(2)
     files[layout.FILE_MAP] = b"only\tnonsense\n"
     with pytest.raises(IndexError_, match="no complete scene"):
-        build_index(make_zip(files, tmp_path / "modest.zip"), _params("skip"))
+        build_index(make_zip(files, tmp_path / "modest.zip"), _params("skip"), LIMITS)
 
 
 @pytest.mark.parametrize("stored", [(), (layout.FILE_MAP, layout.BBOX_FILE)], ids=["all", "images"])
@@ -260,12 +261,12 @@ def test_compressed_members_are_refused(
         for name in stored:
             appended.writestr(name, files[name])
     with pytest.raises(IndexError_, match=r"compressed.*dvc repro fetch"):
-        build_index(archive, IndexParams())
+        build_index(archive, IndexParams(), LIMITS)
 
 
 def test_missing_archive_asks_for_fetch(tmp_path: Path) -> None:
     with pytest.raises(IndexError_, match="dvc repro fetch"):
-        build_index(tmp_path / "modest.zip", IndexParams())
+        build_index(tmp_path / "modest.zip", IndexParams(), LIMITS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,7 +274,7 @@ def test_missing_archive_asks_for_fetch(tmp_path: Path) -> None:
 
 
 def test_index_file_round_trip(modest_archive: Path, tmp_path: Path) -> None:
-    table, _ = build_index(modest_archive, IndexParams())
+    table, _ = build_index(modest_archive, IndexParams(), LIMITS)
     path = tmp_path / "index" / "scenes.parquet"
     write_index(table, path, modest_archive)
     assert not path.with_name(path.name + ".partial").exists()
@@ -307,7 +308,7 @@ def test_read_index_refuses_a_stale_or_missing_index(
     if change is None:
         path = tmp_path / "no-such-index.parquet"
     else:
-        write_index(build_index(archive, IndexParams())[0], path, archive)
+        write_index(build_index(archive, IndexParams(), LIMITS)[0], path, archive)
         change(archive)
     with pytest.raises(IndexError_, match="run `dvc repro index`"):
         read_index(path)
@@ -324,7 +325,7 @@ def test_summary_counts_scenes_and_backgrounds_per_split(
     make_release: MakeRelease, make_zip: MakeZip, tmp_path: Path
 ) -> None:
     archive = make_zip(make_release(10, 2, 2), tmp_path / "modest.zip")
-    table, problems = build_index(archive, IndexParams())
+    table, problems = build_index(archive, IndexParams(), LIMITS)
     summary = summarize(table, problems)
     assert summary["scenes"] == 40
     assert summary["backgrounds"] == 10

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import LIMITS
 
 from depthseg.core.params import DataParams, IndexParams
 from depthseg.data import layout, sources
@@ -71,13 +72,13 @@ def fake_kaggle(
 
 def _fetch_kaggle(tmp_path: Path) -> Path:
     dest = tmp_path / "raw" / "modest.zip"
-    fetch(DataParams(source="kaggle", kaggle_dataset=DATASET), dest, tmp_path / "download")
+    fetch(DataParams(source="kaggle", kaggle_dataset=DATASET), LIMITS, dest, tmp_path / "download")
     return dest
 
 
 def test_local_folder(modest_mini: Path, modest_mini_files: Files, tmp_path: Path) -> None:
     dest = tmp_path / "raw" / "modest.zip"
-    fetch(_local(modest_mini), dest, tmp_path / "download")
+    fetch(_local(modest_mini), LIMITS, dest, tmp_path / "download")
     assert _archive_contents(dest) == modest_mini_files
 
 
@@ -89,7 +90,7 @@ def test_local_zip(
         modest_mini_files, tmp_path / "copy.zip", top=top, compression=zipfile.ZIP_DEFLATED
     )
     dest = tmp_path / "raw" / "modest.zip"
-    fetch(_local(source), dest, tmp_path / "download")
+    fetch(_local(source), LIMITS, dest, tmp_path / "download")
     assert _archive_contents(dest) == modest_mini_files
 
 
@@ -102,7 +103,7 @@ def test_local_path_with_a_home_prefix(
     make_folder(modest_mini_files, tmp_path / "home" / "modest")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     dest = tmp_path / "raw" / "modest.zip"
-    fetch(_local(Path("~/modest")), dest, tmp_path / "download")
+    fetch(_local(Path("~/modest")), LIMITS, dest, tmp_path / "download")
     assert set(read_members(dest)) == set(modest_mini_files)
 
 
@@ -115,7 +116,7 @@ def test_local_path_that_cannot_be_used(tmp_path: Path, content: bytes | None, w
         path.write_bytes(content)
     dest = tmp_path / "raw" / "modest.zip"
     with pytest.raises(FetchError, match=what) as caught:
-        fetch(_local(path), dest, tmp_path / "download")
+        fetch(_local(path), LIMITS, dest, tmp_path / "download")
     assert str(path) in str(caught.value)
     assert not dest.exists()
 
@@ -127,7 +128,7 @@ def test_kaggle_downloads_once_and_packs(
     dest = _fetch_kaggle(tmp_path)
     assert [dataset for dataset, _ in fake.calls] == [DATASET]
     assert _archive_contents(dest) == modest_mini_files
-    table, problems = build_index(dest, IndexParams())
+    table, problems = build_index(dest, IndexParams(), LIMITS)
     assert len(table) == 12
     assert not problems
 
@@ -202,11 +203,11 @@ def test_synthetic_source(tmp_path: Path) -> None:
         }
     )
     dest = tmp_path / "raw" / "modest.zip"
-    fetch(params, dest, tmp_path / "download", workers=1)
+    fetch(params, LIMITS, dest, tmp_path / "download", workers=1)
     contents = _archive_contents(dest)
     lines = contents[layout.FILE_MAP].decode().splitlines()
     assert len(lines) == 2 * 2 * 2
     assert len({line.split("\t")[1] for line in lines}) == len(lines)
-    table, problems = build_index(dest, IndexParams())
+    table, problems = build_index(dest, IndexParams(), LIMITS)
     assert len(table) == len(lines)
     assert not problems

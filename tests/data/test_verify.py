@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import encode_jpeg
+from conftest import LIMITS, encode_jpeg
 
 from depthseg.core.params import IndexParams, SplitParams
 from depthseg.data import layout
@@ -52,7 +52,7 @@ def test_every_kind_of_bad_image_is_found_and_its_scene_skipped(
     damaged_zip: Path, workers: int
 ) -> None:
     params = IndexParams(split=SPLIT, on_problem="skip", verify="decode")
-    table, problems = build_index(damaged_zip, params, workers)
+    table, problems = build_index(damaged_zip, params, LIMITS, workers)
     assert set(table["scene"]).isdisjoint(EXPECTED)
     assert len(table) == 12 - len(EXPECTED)
     for scene, kind in EXPECTED.items():
@@ -65,12 +65,14 @@ def test_every_kind_of_bad_image_is_found_and_its_scene_skipped(
 
 def test_the_default_stop_names_the_bad_images(damaged_zip: Path) -> None:
     with pytest.raises(IndexError_, match=r"undecodable_image: 1 .*bg001_fg001_01"):
-        build_index(damaged_zip, IndexParams(split=SPLIT, verify="decode"))
-    table, problems = build_index(damaged_zip, IndexParams(split=SPLIT))  # verify off: unseen
+        build_index(damaged_zip, IndexParams(split=SPLIT, verify="decode"), LIMITS)
+    table, problems = build_index(
+        damaged_zip, IndexParams(split=SPLIT), LIMITS
+    )  # verify off: unseen
     assert len(table) == 12 and not problems
 
 
 def test_the_real_scenes_of_modest_mini_pass(modest_archive: Path) -> None:
     params = IndexParams(split=SplitParams(train=0.5, val=0.25, test=0.25), verify="decode")
-    table, problems = build_index(modest_archive, params, workers=2)
+    table, problems = build_index(modest_archive, params, LIMITS, workers=2)
     assert len(table) == 12 and not problems

@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import LIMITS
 
 from depthseg.core.params import IndexParams, SplitParams, parse_params
 from depthseg.data import layout
-from depthseg.data.decoding import ImageError
+from depthseg.data.image_header import ImageError
 from depthseg.data.indexing import build_index
 from depthseg.engine.loop import Trainer
 
@@ -29,7 +30,7 @@ def release_with(make_release, make_zip, tmp_path: Path, member: str, corrupt) -
     files[member] = corrupt(files[member])
     archive = make_zip(files, tmp_path / "modest.zip")
     split = SplitParams(train=0.5, val=0.25, test=0.25)
-    table, _ = build_index(archive, IndexParams(split=split))
+    table, _ = build_index(archive, IndexParams(split=split), LIMITS)
     assert table.loc[table["scene"] == BAD_SCENE, "split"].item() == "train"
     return table, archive
 

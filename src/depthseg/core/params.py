@@ -21,6 +21,10 @@ PARAMS_FILE = Path("params.yaml")
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
+#: Scales every channel count of DSResNet; 1.0 is the reference (10.3 M parameters).
+ModelWidth = Annotated[float, Field(gt=0.0, le=4.0)]
+#: The side of the square the network sees: DSResNet halves it five times.
+ImageSize = Annotated[int, Field(ge=32, le=2048, multiple_of=32)]
 
 
 class ParamsError(DepthsegError, ValueError):
@@ -114,7 +118,7 @@ class IndexParams(Section):
 
 
 class ModelParams(Section):
-    width: Annotated[float, Field(gt=0.0, le=4.0)] = 1.0
+    width: ModelWidth = 1.0
     # Predict (evaluate, predict, serve, export) as the mean over the scene and its mirror image.
     mirror_average: bool = True
 
@@ -182,9 +186,7 @@ class TrainParams(Section):
     epochs: PositiveInt = 8
     batch_size: PositiveInt = 16
     # Progressive resizing: the image size of each epoch; the last one repeats.
-    image_sizes: Annotated[
-        list[Annotated[int, Field(ge=32, multiple_of=32)]], Field(min_length=1)
-    ] = [64, 64, 64, 64, 96, 96, 96, 96]
+    image_sizes: Annotated[list[ImageSize], Field(min_length=1)] = [64, 64, 64, 64, 96, 96, 96, 96]
     train_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     # Scenes drawn per epoch (shuffled passes over the train split, the last one cut short);
     # None: each training scene once. A fixed number gives small datasets as many steps as
@@ -215,7 +217,7 @@ class TrainParams(Section):
 class EvaluateParams(Section):
     split: Literal["train", "val", "test"] = "test"
     # None: the size the model was trained at last.
-    image_size: Annotated[int, Field(ge=32, multiple_of=32)] | None = None
+    image_size: ImageSize | None = None
     batch_size: PositiveInt = 32
     prediction_images: Annotated[int, Field(ge=0, le=64)] = 8
 
@@ -256,7 +258,7 @@ class SearchDimension(Section):
 class TrialBudget(Section):
     epochs: PositiveInt = 3
     train_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
-    image_size: Annotated[int, Field(ge=32, multiple_of=32)] = 64
+    image_size: ImageSize = 64
 
 
 class PrunerParams(Section):
@@ -293,7 +295,7 @@ class LRFindParams(Section):
     smoothing: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
     # Stop once the smoothed loss exceeds this multiple of its minimum.
     diverge_factor: Annotated[float, Field(gt=1.0)] = 4.0
-    image_size: Annotated[int, Field(ge=32, multiple_of=32)] = 64
+    image_size: ImageSize = 64
 
     @model_validator(mode="after")
     def _range_grows(self) -> LRFindParams:
@@ -303,6 +305,44 @@ class LRFindParams(Section):
                 f"({self.end_lr:g})"
             )
         return self
+
+
+MiB = 2**20
+
+
+class LimitsParams(Section):
+    """What an image, archive, request or model file from outside may be: anything larger is
+    refused, naming it, its size and the key that raises the limit, before it is decoded or
+    allocated. The defaults admit the release (224-px scenes; file_map.txt 26 MB; 1.2 M files)
+    and any phone camera's photo, and refuse decompression bombs."""
+
+    # One image (dataset, predict.py, the served model): width x height, and encoded bytes.
+    image_pixels: PositiveInt = 50_000_000
+    image_bytes: PositiveInt = 64 * MiB
+    # Each scan of a progressive JPEG decodes the whole image again: cameras write about 10.
+    jpeg_scans: PositiveInt = 64
+    # One request to the served model: scenes, and the pixels of all its images together.
+    request_rows: PositiveInt = 16
+    request_pixels: PositiveInt = 100_000_000
+    # A dataset folder or archive (fetch): one file, how many, and how far a zip member may
+    # deflate (images barely compress; file_map.txt about 8x).
+    member_bytes: PositiveInt = 256 * MiB
+    members: PositiveInt = 2_000_000
+    compression_ratio: Annotated[float, Field(gt=1.0)] = 20.0
+    # file_map.txt and bbox.txt (fetch and index).
+    text_bytes: PositiveInt = 64 * MiB
+    # Model weights fetched from a registry or run (predict.py, export.py).
+    model_bytes: PositiveInt = 2048 * MiB
+
+    def exceeded(self, key: str, found: float, what: str, unit: str = "bytes") -> str | None:
+        """The refusal of ``what`` when ``found`` is over the limit ``key``; None within it."""
+        limit = getattr(self, key)
+        if found <= limit:
+            return None
+        return (
+            f"{what} is {found:,} {unit}, over the limit of {limit:,} {unit} (limits.{key}): "
+            f"refused; raise limits.{key} if such input is expected"
+        )
 
 
 class Params(Section):
@@ -316,6 +356,7 @@ class Params(Section):
     tracking: TrackingParams = TrackingParams()
     tune: TuneParams = TuneParams()
     lr_find: LRFindParams = LRFindParams()
+    limits: LimitsParams = LimitsParams()
 
 
 def _section_keys(loc: tuple[int | str, ...]) -> list[str]:

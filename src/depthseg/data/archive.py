@@ -10,6 +10,7 @@ The member table is read from the zip's central directory with one tight loop: a
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import zipfile
 import zlib
@@ -20,6 +21,7 @@ from typing import NamedTuple
 
 from depthseg.core.errors import DepthsegError
 from depthseg.core.files import replaced_atomically
+from depthseg.core.params import LimitsParams
 from depthseg.data import layout
 
 #: A fixed timestamp makes archives with the same content byte-identical (stable DVC hashes).
@@ -74,10 +76,16 @@ def safe_member_name(name: str, source: Path) -> str:
 
 
 def is_layout_member(name: str) -> bool:
-    folder, sep, _ = name.partition("/")
+    """file_map.txt and bbox.txt at the root, and images directly inside the release's folders:
+    nothing else of a folder or archive is copied (no ``bg/id_rsa``, no ``bg/.git/``)."""
+    folder, sep, file = name.partition("/")
     if not sep:
-        return name in (layout.FILE_MAP, layout.BBOX_FILE)
-    return folder in layout.FOLDERS and not name.endswith("/")
+        return name in TEXT_MEMBERS
+    return (
+        folder in layout.FOLDERS
+        and "/" not in file
+        and PurePosixPath(file).suffix.lower() in layout.IMAGE_SUFFIXES
+    )
 
 
 def _layout_root(names: Iterable[str], source: Path) -> str:
@@ -97,39 +105,59 @@ def _layout_root(names: Iterable[str], source: Path) -> str:
     return roots[0]
 
 
-#: No member of the release comes near this (images are tens of KB, file_map.txt of 400,000
-#: scenes about 20 MB): anything larger is a wrong file, or a zip bomb, and is refused.
-MAX_MEMBER_BYTES = 256 * 1024 * 1024
+#: The release's text files: small, read whole by the index.
+TEXT_MEMBERS = (layout.FILE_MAP, layout.BBOX_FILE)
+#: Far more directory per entry than names of the release need (about 90 bytes).
+_MAX_ENTRY_BYTES = 1024
+#: Below this a member cannot fill a disk whatever it deflates to (the total is checked too).
+_RATIO_FLOOR = 64 * 1024
 
 
-def _check_size(name: str, size: int, source: Path, limit: int) -> None:
-    if size > limit:
+def _size_key(name: str) -> str:
+    """The limit a member's size is checked against."""
+    return "text_bytes" if name.rsplit("/", 1)[-1] in TEXT_MEMBERS else "member_bytes"
+
+
+def _refuse(refusal: str | None, advice: str) -> None:
+    if refusal:
+        raise ArchiveError(f"{refusal}; {advice}" if advice else refusal)
+
+
+_NOT_LAYOUT = "otherwise it is not part of the MODEST layout: remove it from the dataset"
+
+
+def _check_room(dest: Path, needed: int, source: Path) -> None:
+    """Refuse before writing when the copy cannot fit on the disk of ``dest``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(dest.parent).free
+    if needed > free:
         raise ArchiveError(
-            f"{source}: {name} is {size:,} bytes, over the limit of {limit:,} bytes for one "
-            "member; it is not part of the MODEST layout: remove it from the dataset"
+            f"{source}: its files come to {needed:,} bytes, more than the {free:,} bytes free "
+            f"on the disk of {dest.parent}; free some space (or this is not the release)"
         )
 
 
 def _folder_file(source: Path, root: Path, name: str) -> Path:
-    """``source/name``, a regular file; a symlink is followed only to a file inside the folder
-    (a link to a private file must not end up in the archive, or in a DVC remote)."""
+    """``source/name``, a regular file inside the folder once every link on its way is followed
+    (a link to a private file or folder must not end up in the archive, or in a DVC remote)."""
     path = source / name
-    if path.is_symlink():
+    try:
         target = path.resolve()
-        if not target.is_relative_to(root):
-            raise ArchiveError(
-                f"{path} is a symlink to {target}, outside the dataset folder {root}; copy the "
-                "file into the folder (or remove the link) and fetch again"
-            )
-        path = target
-    return path
+    except (OSError, RuntimeError) as error:  # a loop of links
+        raise ArchiveError(f"{path}: cannot follow its links ({error})") from None
+    if not target.is_relative_to(root):
+        raise ArchiveError(
+            f"{path} leads to {target}, outside the dataset folder {root} (through a symlink); "
+            "copy the files into the folder (or remove the link) and fetch again"
+        )
+    return target
 
 
 def pack_folder(
     source: Path,
     dest: Path,
+    limits: LimitsParams,
     progress: Callable[[int], None] | None = None,
-    limit: int = MAX_MEMBER_BYTES,
 ) -> int:
     """Pack a folder in the release layout into ``dest``; return the number of files."""
     if not (source / layout.FILE_MAP).is_file():
@@ -138,58 +166,105 @@ def pack_folder(
             f"holds {', '.join(layout.FOLDERS)} and {layout.FILE_MAP}"
         )
     root = source.resolve()
-    names = [name for name in (layout.FILE_MAP, layout.BBOX_FILE) if (source / name).is_file()]
+    names = [name for name in TEXT_MEMBERS if (source / name).is_file()]
     for folder in layout.FOLDERS:
         if (source / folder).is_dir():
+            _folder_file(source, root, folder)  # the folder itself may be a link
             with os.scandir(source / folder) as entries:
-                names += sorted(f"{folder}/{e.name}" for e in entries if e.is_file())
+                names += sorted(
+                    f"{folder}/{e.name}"
+                    for e in entries
+                    if e.is_file() and is_layout_member(f"{folder}/{e.name}")
+                )
+    _refuse(limits.exceeded("members", len(names), str(source), "files"), "")
     files = [_folder_file(source, root, name) for name in names]  # all refused before writing
+    sizes = [path.stat().st_size for path in files]
+    for name, size in zip(names, sizes, strict=True):
+        _refuse(limits.exceeded(_size_key(name), size, f"{source}/{name}"), _NOT_LAYOUT)
+    _check_room(dest, sum(sizes), source)
     with atomic_zip(dest) as archive:
         for name, path in zip(names, files, strict=True):
-            _check_size(name, path.stat().st_size, source, limit)
             add_member(archive, name, path.read_bytes())
             if progress:
                 progress(1)
     return len(names)
 
 
-def _read_limited(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: Path, limit: int
+def open_zip(path: Path, limits: LimitsParams) -> zipfile.ZipFile:
+    """``path`` as a zip, its entry count checked first: Python's zipfile reads the whole
+    central directory into objects of about half a kilobyte an entry."""
+    with open(path, "rb") as handle:
+        entries, directory_size, _ = _end_of_central_directory(handle, path)
+    _refuse(limits.exceeded("members", entries, str(path), "files"), "")
+    if directory_size > _MAX_ENTRY_BYTES * max(entries, 1):
+        raise ArchiveError(
+            f"{path}: its directory takes {directory_size:,} bytes for {entries:,} files; "
+            "names and fields that long are not the release's: refusing to read it"
+        )
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile) as error:
+        raise ArchiveError(f"{path}: not a readable zip archive ({error})") from None
+
+
+def _check_ratio(what: str, size: int, compressed: int, limits: LimitsParams) -> None:
+    ratio = size / max(compressed, 1)
+    if size > _RATIO_FLOOR and ratio > limits.compression_ratio:
+        raise ArchiveError(
+            f"{what}: deflates from {compressed:,} to {size:,} bytes ({ratio:,.0f}x), over the "
+            f"limit of {limits.compression_ratio:g}x (limits.compression_ratio); images barely "
+            "compress, so this is a zip bomb or not the release"
+        )
+
+
+def read_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: Path, limits: LimitsParams, key: str
 ) -> bytes:
-    """A member's bytes, never more than ``limit`` of them whatever its header claims."""
+    """A member's bytes, its declared size checked against ``limits.<key>`` and its compression
+    against ``limits.compression_ratio`` first, and never more read than the limit."""
+    what = f"{source}:{info.filename}"
+    _refuse(limits.exceeded(key, info.file_size, what), _NOT_LAYOUT)
+    _check_ratio(what, info.file_size, info.compress_size, limits)
+    limit = getattr(limits, key)
     with archive.open(info) as member:
         data = member.read(limit + 1)
-    _check_size(info.filename, len(data), source, limit)
+    _refuse(limits.exceeded(key, len(data), what), _NOT_LAYOUT)  # a header that lied
     return data
 
 
 def repack_zip(
     source: Path,
     dest: Path,
+    limits: LimitsParams,
     progress: Callable[[int], None] | None = None,
-    limit: int = MAX_MEMBER_BYTES,
 ) -> int:
     """Copy the layout members of any zip (deflated or not) into a stored zip at ``dest``."""
-    try:
-        with zipfile.ZipFile(source) as archive:
-            infos = [info for info in archive.infolist() if not info.is_dir()]
-            names = [safe_member_name(info.filename, source) for info in infos]
-            root = _layout_root(names, source)
-            selected = [
-                (info, name[len(root) :])
-                for info, name in zip(infos, names, strict=True)
-                if name.startswith(root) and is_layout_member(name[len(root) :])
-            ]
-            selected.sort(key=lambda pair: pair[1])
-            for info, _ in selected:  # declared sizes: refuse before writing anything
-                _check_size(info.filename, info.file_size, source, limit)
+    with open_zip(source, limits) as archive:
+        infos = [info for info in archive.infolist() if not info.is_dir()]
+        names = [safe_member_name(info.filename, source) for info in infos]
+        root = _layout_root(names, source)
+        selected = [
+            (info, name[len(root) :])
+            for info, name in zip(infos, names, strict=True)
+            if name.startswith(root) and is_layout_member(name[len(root) :])
+        ]
+        selected.sort(key=lambda pair: pair[1])
+        for info, name in selected:  # declared sizes: refuse before writing anything
+            what = f"{source}:{info.filename}"
+            _refuse(limits.exceeded(_size_key(name), info.file_size, what), _NOT_LAYOUT)
+            _check_ratio(what, info.file_size, info.compress_size, limits)
+        declared = sum(info.file_size for info, _ in selected)
+        _check_ratio(str(source), declared, sum(i.compress_size for i, _ in selected), limits)
+        _check_room(dest, declared, source)
+        try:
             with atomic_zip(dest) as packed:
                 for info, name in selected:
-                    add_member(packed, name, _read_limited(archive, info, source, limit))
+                    data = read_member(archive, info, source, limits, _size_key(name))
+                    add_member(packed, name, data)
                     if progress:
                         progress(1)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile) as error:
-        raise ArchiveError(f"{source}: not a readable zip archive ({error})") from None
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error) as error:
+            raise ArchiveError(f"{source}: not a readable zip archive ({error})") from None
     return len(selected)
 
 
@@ -277,16 +352,19 @@ class MemberReader:
         assert self._fd is not None
         return self._fd
 
-    def read(self, header_offset: int, size: int) -> bytes:
-        fd = self._descriptor()
-        header = os.pread(fd, _LOCAL_HEADER_SIZE, header_offset)
+    def data_offset(self, header_offset: int) -> int:
+        """Where the bytes of the member whose local header is at ``header_offset`` begin."""
+        header = os.pread(self._descriptor(), _LOCAL_HEADER_SIZE, header_offset)
         if header[:4] != b"PK\x03\x04":
             raise ArchiveError(
                 f"{self.path}: no member at byte {header_offset}; the index is stale, "
                 "run `dvc repro index`"
             )
         name_len, extra_len = struct.unpack_from("<2H", header, 26)
-        return os.pread(fd, size, header_offset + _LOCAL_HEADER_SIZE + name_len + extra_len)
+        return header_offset + _LOCAL_HEADER_SIZE + name_len + extra_len
+
+    def read(self, header_offset: int, size: int) -> bytes:
+        return os.pread(self._descriptor(), size, self.data_offset(header_offset))
 
     def read_checked(self, header_offset: int, size: int, crc: int, name: str) -> bytes:
         """The member's bytes, checked against its size and CRC-32 from the central directory."""

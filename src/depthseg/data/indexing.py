@@ -11,19 +11,21 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from depthseg.core.errors import DepthsegError
 from depthseg.core.files import replaced_atomically
-from depthseg.core.params import IndexParams, SplitParams
+from depthseg.core.params import IndexParams, LimitsParams, SplitParams
 from depthseg.data import layout
 from depthseg.data.archive import Member, MemberReader, read_members
-from depthseg.data.verify import verify_images
+from depthseg.data.verify import check_images
 
 SPLITS = ("train", "val", "test")
 EXAMPLES_SHOWN = 3
@@ -42,10 +44,15 @@ class Problems:
     examples: dict[str, list[str]] = field(default_factory=dict)
 
     def add(self, kind: str, example: str) -> None:
-        self.counts[kind] += 1
+        self.add_many(kind, 1, [example])
+
+    def add_many(self, kind: str, count: int, examples: list[str]) -> None:
+        """``count`` problems of ``kind``, of which ``examples`` are the first."""
+        if count == 0:
+            return
+        self.counts[kind] += count
         shown = self.examples.setdefault(kind, [])
-        if len(shown) < EXAMPLES_SHOWN:
-            shown.append(example)
+        shown += examples[: EXAMPLES_SHOWN - len(shown)]
 
     def __bool__(self) -> bool:
         return bool(self.counts)
@@ -57,39 +64,104 @@ class Problems:
         )
 
 
-def parse_file_map(text: str, problems: Problems) -> pd.DataFrame:
+def _text_rows(
+    archive_path: Path,
+    member: Member,
+    name: str,
+    columns: list[str],
+    limits: LimitsParams,
+    problems: Problems,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The tab-separated lines of the stored member ``name`` as a table of ``columns`` (strings,
+    surrounding spaces trimmed, blank lines left out), and each row's line number; a line with
+    another number of fields is a problem. Arrow's CSV reader streams it from a memory map: the
+    table takes about the file's size, where a list of Python strings took 20 times that."""
+    if refusal := limits.exceeded("text_bytes", member.size, f"{archive_path}:{name}"):
+        raise IndexError_(f"{refusal}; it is not the release's {name}")
+    skipped: list[int] = []
+
+    def invalid(row: pacsv.InvalidRow) -> str:
+        skipped.append(row.number)
+        if row.text.strip():
+            problems.add("malformed_line", f"{name} line {row.number}: {row.text[:80]!r}")
+        return "skip"
+
+    start = MemberReader(archive_path).data_offset(member.header_offset)
+    with pa.memory_map(str(archive_path)) as mapped:
+        try:
+            table = pacsv.read_csv(
+                pa.BufferReader(mapped.read_at(member.size, start)),
+                read_options=pacsv.ReadOptions(column_names=columns, use_threads=False),
+                parse_options=pacsv.ParseOptions(
+                    delimiter="\t",
+                    quote_char=False,
+                    ignore_empty_lines=False,
+                    invalid_row_handler=invalid,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=dict.fromkeys(columns, pa.string()), strings_can_be_null=False
+                ),
+            )
+        except pa.ArrowInvalid as error:
+            raise IndexError_(
+                f"{archive_path}: {name} cannot be read as tab-separated UTF-8 text ({error})"
+            ) from None
+    frame = pd.DataFrame(
+        {c: pc.utf8_trim_whitespace(table[c]).to_pandas() for c in columns}, dtype="str"
+    )
+    lines = np.setdiff1d(np.arange(1, len(frame) + len(skipped) + 1), skipped)
+    blank = (frame == "").all(axis=1).to_numpy()
+    return frame[~blank].reset_index(drop=True), lines[~blank]
+
+
+def _malformed(
+    frame: pd.DataFrame, lines: np.ndarray, bad: np.ndarray, name: str, problems: Problems
+) -> None:
+    shown = frame[bad].head(EXAMPLES_SHOWN).itertuples(index=False)
+    examples = [
+        f"{name} line {line}: {chr(9).join(row)[:80]!r}"
+        for line, row in zip(lines[bad], shown, strict=False)
+    ]
+    problems.add_many("malformed_line", int(bad.sum()), examples)
+
+
+def parse_file_map(
+    archive_path: Path, member: Member, limits: LimitsParams, problems: Problems
+) -> pd.DataFrame:
     """Scene, ids and the four image names as the file map gives them, one row per scene."""
-    rows: list[tuple[str | int, ...]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        parts = line.strip().split("\t")
-        match = layout.SCENE_PATTERN.match(parts[1]) if len(parts) == 4 else None
-        if match is None or not all(parts):
-            problems.add("malformed_line", f"{layout.FILE_MAP} line {number}: {line[:80]!r}")
-            continue
-        rows.append((parts[1], parts[0], match["fg"], int(match["placement"]), *parts))
-    columns = ["scene", "bg_id", "fg_id", "placement", *layout.IMAGE_KINDS]
-    table = pd.DataFrame(rows, columns=columns)
+    kinds = list(layout.IMAGE_KINDS)
+    frame, lines = _text_rows(archive_path, member, layout.FILE_MAP, kinds, limits, problems)
+    parts = frame["bg_fg"].str.extract(layout.SCENE_PATTERN)
+    malformed = (parts["bg"].isna() | (frame[kinds] == "").any(axis=1)).to_numpy()
+    _malformed(frame, lines, malformed, layout.FILE_MAP, problems)
+    frame, parts = frame[~malformed], parts[~malformed]
+    table = pd.DataFrame(
+        {
+            "scene": frame["bg_fg"],
+            "bg_id": frame["bg"],
+            "fg_id": parts["fg"],
+            "placement": parts["placement"].astype(int),
+            **{kind: frame[kind] for kind in kinds},
+        }
+    ).reset_index(drop=True)
     duplicated = table.duplicated("scene")
-    for scene in table.loc[duplicated, "scene"]:
-        problems.add("duplicate_scene", scene)
+    scenes = table.loc[duplicated, "scene"]
+    problems.add_many("duplicate_scene", len(scenes), scenes.head(EXAMPLES_SHOWN).tolist())
     return table.loc[~duplicated].reset_index(drop=True)
 
 
-def parse_bboxes(text: str, problems: Problems) -> dict[str, tuple[int, int, int, int]]:
-    boxes: dict[str, tuple[int, int, int, int]] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        parts = line.strip().split("\t")
-        if not line.strip():
-            continue
-        try:
-            x, y, width, height = (int(value) for value in parts[1:])
-        except ValueError:
-            problems.add("malformed_line", f"{layout.BBOX_FILE} line {number}: {line[:80]!r}")
-            continue
-        boxes[Path(parts[0]).stem] = (x, y, width, height)
-    return boxes
+def parse_bboxes(
+    archive_path: Path, member: Member, limits: LimitsParams, problems: Problems
+) -> pd.DataFrame:
+    """Each scene's box (integer columns x, y, w, h), indexed by scene name."""
+    columns = ["file", "x", "y", "w", "h"]
+    frame, lines = _text_rows(archive_path, member, layout.BBOX_FILE, columns, limits, problems)
+    numbers = frame[columns[1:]].apply(pd.to_numeric, errors="coerce")
+    malformed = (numbers.isna() | (numbers % 1 != 0)).any(axis=1).to_numpy()
+    _malformed(frame, lines, malformed, layout.BBOX_FILE, problems)
+    boxes = numbers[~malformed].astype(np.int64)
+    boxes.index = frame["file"][~malformed].map(lambda file: PurePosixPath(file).stem)
+    return boxes[~boxes.index.duplicated(keep="last")]
 
 
 def locate_images(
@@ -156,10 +228,18 @@ def assign_splits(table: pd.DataFrame, params: SplitParams) -> np.ndarray:
 
 
 def drop_bad_images(
-    table: pd.DataFrame, archive_path: Path, problems: Problems, workers: int
+    table: pd.DataFrame,
+    archive_path: Path,
+    params: IndexParams,
+    limits: LimitsParams,
+    problems: Problems,
+    workers: int,
 ) -> pd.DataFrame:
-    """Decode every image once (``index.verify: decode``); drop the scenes with a bad one."""
-    bad = {check.member: check for check in verify_images(archive_path, table, workers)}
+    """Check every image once (its header; its pixels with ``index.verify: decode``); drop the
+    scenes with a bad one."""
+    decode = params.verify == "decode"
+    found = check_images(archive_path, table, limits, decode, workers)
+    bad = {check.member: check for check in found}
     affected = np.zeros(len(table), dtype=bool)
     for kind in layout.IMAGE_KINDS:
         hit = table[kind].isin(bad).to_numpy()
@@ -169,24 +249,38 @@ def drop_bad_images(
     return table.loc[~affected].reset_index(drop=True)
 
 
+def _text_member(archive_path: Path, members: dict[str, Member], name: str) -> Member:
+    member = members.get(name)
+    if member is None:
+        raise IndexError_(f"{archive_path}: no {name} in the archive: run `dvc repro fetch`")
+    if member.method != 0:
+        raise IndexError_(
+            f"{archive_path}: {name} is compressed inside the archive; it was not written by "
+            "fetch: run `dvc repro fetch`"
+        )
+    return member
+
+
 def build_index(
-    archive_path: Path, params: IndexParams, workers: int = 1
+    archive_path: Path, params: IndexParams, limits: LimitsParams, workers: int = 1
 ) -> tuple[pd.DataFrame, Problems]:
     """The scene table of the stored zip at ``archive_path``, and the problems met; ``workers``
-    processes decode the images when ``params.verify`` asks for it."""
+    processes check the images (see ``verify``)."""
     if not archive_path.is_file():
         raise IndexError_(f"{archive_path} not found: run `dvc repro fetch` first")
     members = read_members(archive_path)
     problems = Problems()
-    table = parse_file_map(_read_text(archive_path, members, layout.FILE_MAP), problems)
+    file_map = _text_member(archive_path, members, layout.FILE_MAP)
+    table = parse_file_map(archive_path, file_map, limits, problems)
     boxes = (
-        parse_bboxes(_read_text(archive_path, members, layout.BBOX_FILE), problems)
+        parse_bboxes(
+            archive_path, _text_member(archive_path, members, layout.BBOX_FILE), limits, problems
+        )
         if layout.BBOX_FILE in members
-        else {}
+        else pd.DataFrame(columns=["x", "y", "w", "h"], dtype=np.int64)
     )
     table = locate_images(table, members, problems)
-    if params.verify == "decode":
-        table = drop_bad_images(table, archive_path, problems, workers)
+    table = drop_bad_images(table, archive_path, params, limits, problems, workers)
     if problems and params.on_problem == "stop":
         raise IndexError_(
             f"{archive_path}: {sum(problems.counts.values())} problems in the dataset:\n"
@@ -195,9 +289,9 @@ def build_index(
         )
     if table.empty:
         raise IndexError_(f"{archive_path}: no complete scene in {layout.FILE_MAP}")
-    box = np.array([boxes.get(scene, (-1, -1, -1, -1)) for scene in table["scene"]]).reshape(-1, 4)
-    for column, values in zip(("bbox_x", "bbox_y", "bbox_w", "bbox_h"), box.T, strict=True):
-        table[column] = values.astype("int32")
+    box = boxes.reindex(table["scene"], fill_value=-1)
+    for column, key in zip(("bbox_x", "bbox_y", "bbox_w", "bbox_h"), "xywh", strict=True):
+        table[column] = box[key].to_numpy().astype("int32")
     table["split"] = assign_splits(table, params.split)
     return table[_COLUMNS], problems
 
@@ -211,18 +305,6 @@ _COLUMNS = [
     ],
     "bbox_x", "bbox_y", "bbox_w", "bbox_h", "split",
 ]  # fmt: skip
-
-
-def _read_text(archive_path: Path, members: dict[str, Member], name: str) -> str:
-    member = members.get(name)
-    if member is None:
-        raise IndexError_(f"{archive_path}: no {name} in the archive: run `dvc repro fetch`")
-    if member.method != 0:
-        raise IndexError_(
-            f"{archive_path}: {name} is compressed inside the archive; it was not written by "
-            "fetch: run `dvc repro fetch`"
-        )
-    return MemberReader(archive_path).read(member.header_offset, member.size).decode("utf-8")
 
 
 def write_index(table: pd.DataFrame, path: Path, archive_path: Path) -> None:

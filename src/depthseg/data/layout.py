@@ -20,6 +20,8 @@ DEPTH_DIR = "bg_fg_depth_map"
 
 #: Every folder of the release, in the order the release lists them.
 FOLDERS = (BG_DIR, FG_DIR, FG_MASK_DIR, SCENE_DIR, MASK_DIR, DEPTH_DIR)
+#: What a file in those folders may be called: the release's JPEGs and PNGs.
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 
 #: Per-channel statistics published with the release, used to normalise the two inputs.
 BG_MEAN = (0.40086, 0.46599, 0.53281)

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from depthseg import synthetic
 from depthseg.core.errors import DepthsegError
-from depthseg.core.params import DataParams
+from depthseg.core.params import DataParams, LimitsParams
 from depthseg.data import archive
 
 KAGGLE_HELP = (
@@ -45,14 +45,14 @@ def write_synthetic(params: DataParams, dest: Path, workers: int) -> None:
         )
 
 
-def pack_local(path: Path, dest: Path) -> None:
+def pack_local(path: Path, dest: Path, limits: LimitsParams) -> None:
     if path.is_dir():
         with _progress(f"packing {path}") as bar:
-            archive.pack_folder(path, dest, bar.update)
+            archive.pack_folder(path, dest, limits, bar.update)
         return
     if path.is_file() and zipfile.is_zipfile(path):
         with _progress(f"repacking {path}") as bar:
-            archive.repack_zip(path, dest, bar.update)
+            archive.repack_zip(path, dest, limits, bar.update)
         return
     what = "is neither a folder nor a zip archive" if path.exists() else "does not exist"
     raise FetchError(
@@ -104,12 +104,15 @@ def download(dataset: str, directory: Path) -> Path:
     return target
 
 
-def fetch(params: DataParams, dest: Path, download_dir: Path, workers: int = 1) -> None:
-    """Write the dataset of ``params`` to the stored zip ``dest``."""
+def fetch(
+    params: DataParams, limits: LimitsParams, dest: Path, download_dir: Path, workers: int = 1
+) -> None:
+    """Write the dataset of ``params`` to the stored zip ``dest``; a local or downloaded one is
+    checked against ``limits`` before anything is written."""
     if params.source == "synthetic":
         write_synthetic(params, dest, workers)
     elif params.source == "local":
         assert params.path is not None  # the schema requires it for this source
-        pack_local(Path(params.path).expanduser(), dest)
+        pack_local(Path(params.path).expanduser(), dest, limits)
     else:
-        pack_local(download(params.kaggle_dataset, download_dir), dest)
+        pack_local(download(params.kaggle_dataset, download_dir), dest, limits)

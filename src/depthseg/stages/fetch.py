@@ -14,7 +14,7 @@ from depthseg.data.sources import fetch as fetch_source
 def fetch(params: Params, workers: int) -> dict[str, Any]:
     """Write the archive; return its number of files, megabytes and the seconds it took."""
     started = time.perf_counter()
-    fetch_source(params.data, RAW_ARCHIVE, DOWNLOAD_DIR, workers=workers)
+    fetch_source(params.data, params.limits, RAW_ARCHIVE, DOWNLOAD_DIR, workers=workers)
     return {
         "files": len(read_members(RAW_ARCHIVE)),
         "megabytes": RAW_ARCHIVE.stat().st_size / 1e6,

@@ -12,7 +12,7 @@ from depthseg.data.indexing import Problems, build_index, summarize, write_index
 
 def index(params: Params, workers: int) -> tuple[dict[str, Any], Problems]:
     """Write the index and its summary; return the summary and the problems skipped."""
-    table, problems = build_index(RAW_ARCHIVE, params.index, workers)
+    table, problems = build_index(RAW_ARCHIVE, params.index, params.limits, workers)
     write_index(table, INDEX_FILE, RAW_ARCHIVE)
     summary = summarize(table, problems)
     write_json(INDEX_SUMMARY, summary)

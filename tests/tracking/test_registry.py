@@ -26,11 +26,15 @@ def jpeg() -> bytes:
     return buffer.getvalue()
 
 
-def trained_run(params, saved_model) -> str:
-    """A training run that logged the image model, as train leaves one."""
+def trained_run(params) -> str:
+    """A finished training run, as train leaves one."""
     with tracking.start_run(params) as run_id:
-        tracking.log_model(*saved_model, input_example(jpeg(), jpeg()))
+        tracking.log_metrics({"val_loss": 0.5}, step=1)
     return run_id
+
+
+def model_files(saved_model) -> registry.ModelFiles:
+    return registry.ModelFiles(*saved_model, input_example(jpeg(), jpeg()))
 
 
 def evaluated(iou: float, rmse: float, data: str = "test-data-1") -> dict:
@@ -41,7 +45,7 @@ def evaluated(iou: float, rmse: float, data: str = "test-data-1") -> dict:
 def register_sequence(params, saved_model) -> list[registry.Decision]:
     results = [(0.80, 0.10), (0.85, 0.08), (0.84, 0.08), (0.99, 0.01, "other-test-data")]
     return [
-        registry.register(params, trained_run(params, saved_model), evaluated(*result))
+        registry.register(params, trained_run(params), evaluated(*result), model_files(saved_model))
         for result in results
     ]
 
@@ -94,8 +98,29 @@ def test_a_min_improvement_keeps_the_champion_for_a_small_gain(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     params = parse_params({"registry": {"score": "mask_iou", "min_improvement": 0.01}})
-    first = registry.register(params, trained_run(params, saved_model), evaluated(0.80, 0.1))
-    small = registry.register(params, trained_run(params, saved_model), evaluated(0.805, 0.0))
-    large = registry.register(params, trained_run(params, saved_model), evaluated(0.82, 0.2))
+    model = model_files(saved_model)
+    first = registry.register(params, trained_run(params), evaluated(0.80, 0.1), model)
+    small = registry.register(params, trained_run(params), evaluated(0.805, 0.0), model)
+    large = registry.register(params, trained_run(params), evaluated(0.82, 0.2), model)
     assert (first.promoted, small.promoted, large.promoted) == (True, False, True)
     assert "by more than 0.01: mask_iou 0.8050 vs 0.8000" in small.reason
+
+
+def test_the_champions_own_run_registered_again_takes_over_with_its_new_limits(
+    saved_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change of the serving limits reruns register alone: the same weights, scored the same,
+    become the champion again, with the new limits in their model_config."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    params = parse_params({})
+    run_id, model = trained_run(params), model_files(saved_model)
+    first = registry.register(params, run_id, evaluated(0.80, 0.1), model)
+    stricter = parse_params({"limits": {"request_rows": 2}})
+    again = registry.register(stricter, run_id, evaluated(0.80, 0.1), model)
+    worse = registry.register(stricter, run_id, evaluated(0.70, 0.1), model)
+    assert (first.promoted, again.promoted, worse.promoted) == (True, True, False)
+    assert "training run, logged again" in again.reason
+    served = mlflow.pyfunc.load_model("models:/depthseg@champion")
+    assert served.model_config["request_rows"] == 2
+    assert int(MlflowClient().get_model_version_by_alias("depthseg", "champion").version) == 2

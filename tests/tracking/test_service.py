@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import http.server
 import io
+import os
 import threading
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+from conftest import LIMITS
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -62,7 +64,7 @@ def test_a_run_records_flat_params_tags_metrics_and_the_model(store: str, saved_
         tracking.log_metrics({"val_loss": 0.5}, step=1)
         tracking.log_metrics({"val_loss": 0.25}, step=2)
         tracking.log_image(np.zeros((8, 8, 3), np.uint8), key="val_predictions", step=1)
-        tracking.log_model(*saved_model, example)
+        model_uri = tracking.log_model(*saved_model, example, LIMITS)
     client = MlflowClient(store)
     run = client.get_run(run_id)
     assert run.data.params["model.width"] == "0.125"
@@ -70,7 +72,8 @@ def test_a_run_records_flat_params_tags_metrics_and_the_model(store: str, saved_
     assert run.data.tags["data_fingerprint"] == "abc"
     history = client.get_metric_history(run_id, "val_loss")
     assert [(p.step, p.value) for p in history] == [(1, 0.5), (2, 0.25)]
-    answer = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(example)
+    assert mlflow.get_logged_model(model_uri.split("/")[-1]).source_run_id == run_id
+    answer = mlflow.pyfunc.load_model(model_uri).predict(example)
     assert list(answer.columns) == ["mask", "mask_probability", "depth"]
 
 
@@ -111,3 +114,28 @@ def test_the_health_check_sends_mlflows_credentials(monkeypatch: pytest.MonkeyPa
         tracking.check_server(uri)  # answers 200 with the credentials
     finally:
         server.shutdown()
+
+
+def test_a_password_in_the_tracking_uri_is_sent_as_mlflows_credentials_and_never_shown(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HealthNeedsAuth)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://alice:secret@127.0.0.1:{port}")
+    try:
+        # /health answers with the credentials (taken out of the URI); the store is no MLflow.
+        with pytest.raises(tracking.TrackingError) as caught:
+            tracking.connect(TrackingParams())
+    finally:
+        server.shutdown()
+    assert "is unreachable" not in str(caught.value)  # the health check passed
+    assert os.environ["MLFLOW_TRACKING_URI"] == f"http://127.0.0.1:{port}"
+    assert mlflow.get_tracking_uri() == f"http://127.0.0.1:{port}"
+    assert "secret" not in str(caught.value) + "".join(capfd.readouterr())
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://bob:S3cretPW@127.0.0.1:9")
+    with pytest.raises(tracking.TrackingError) as caught:
+        tracking.connect(TrackingParams())
+    assert "S3cretPW" not in str(caught.value) and "127.0.0.1:9 is unreachable" in str(caught.value)

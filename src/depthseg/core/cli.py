@@ -11,6 +11,7 @@ from pathlib import Path
 
 from depthseg.core.errors import DepthsegError
 from depthseg.core.params import PARAMS_FILE, Params, load_params
+from depthseg.core.secrets import redact
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
@@ -55,9 +56,10 @@ def run_stage(
 
 
 def report_errors(job: Callable[[], None]) -> None:
-    """Run ``job``; bad input ends the program with its one-line message and exit status 2."""
+    """Run ``job``; bad input ends the program with its one-line message (passwords masked) and
+    exit status 2."""
     try:
         job()
     except DepthsegError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {redact(str(error))}", file=sys.stderr)
         sys.exit(2)

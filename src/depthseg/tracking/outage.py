@@ -17,8 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from PIL import Image
+
+from depthseg.core.errors import DepthsegError
+from depthseg.core.files import replaced_atomically, write_json
+from depthseg.core.secrets import redact
 
 #: MLflow's defaults retry for minutes; a store that is down should cost seconds.
 BRIEF_RETRIES = {
@@ -49,11 +54,12 @@ _backlog: Backlog | None = None
 
 
 def keep_image(image: np.ndarray, key: str, step: int) -> str:
-    """Save an image that could not be logged beside the backlog; return its path."""
+    """Save an image that could not be logged beside the backlog (whole or not at all); return
+    its path."""
     assert _backlog is not None, "keep_image is for calls guarded while tolerating"
     path = _backlog.path.with_name(f"{_backlog.path.stem}-{key}-{step}.png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path)
+    with replaced_atomically(path) as partial:
+        Image.fromarray(image).save(partial, format="PNG")
     return str(path)
 
 
@@ -88,7 +94,7 @@ def guarded(kind: str, payload: Callable[[], dict[str, Any]], action: Callable[[
             action()
             return
         except Exception as error:  # any failure of the store: HTTP, database, timeouts
-            backlog.failure = f"{type(error).__name__}: {str(error)[:200]}"
+            backlog.failure = redact(f"{type(error).__name__}: {str(error)[:200]}")
             print(
                 f"warning: the MLflow store stopped answering ({backlog.failure}); training goes "
                 f"on without it, keeping what is not logged in {backlog.path}; once the store "
@@ -97,26 +103,61 @@ def guarded(kind: str, payload: Callable[[], dict[str, Any]], action: Callable[[
     backlog.record(kind, payload())
 
 
+class BacklogError(DepthsegError, ValueError):
+    """The backlog cannot be read; the message names the file and line."""
+
+
+def _entries(path: Path) -> list[dict[str, Any]]:
+    """The backlog's entries; a last line cut short (a crash while it was written) is skipped
+    with a warning, any other broken line stops the replay, naming it."""
+    lines = path.read_bytes().split(b"\n")
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            if any(rest.strip() for rest in lines[number:]):
+                raise BacklogError(
+                    f"{path} line {number} is not a backlog entry ({line[:80]!r}); remove that "
+                    "line to log the rest"
+                ) from None
+            print(f"sync: warning: {path} line {number} was cut short while written; skipped")
+    return entries
+
+
+def _log(client: MlflowClient, entry: dict[str, Any]) -> None:
+    """One entry, in one call to the store: logging it twice records it once."""
+    run_id, kind = entry["run_id"], entry["kind"]
+    if kind == "metrics":
+        stamp, step = entry["timestamp"], entry["step"] or 0
+        metrics = [Metric(key, value, stamp, step) for key, value in entry["metrics"].items()]
+        client.log_batch(run_id, metrics=metrics)
+    elif kind == "tags":
+        client.log_batch(run_id, tags=[RunTag(key, value) for key, value in entry["tags"].items()])
+    elif kind in ("artifact", "image"):
+        if Path(entry["path"]).is_file():
+            client.log_artifact(run_id, entry["path"], entry.get("folder"))
+    elif kind == "end":
+        client.set_terminated(run_id, entry["status"])
+
+
 def replay(path: Path) -> int:
-    """Log every call of the backlog at ``path`` into its run; remove it; return the count."""
-    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """Log every call of the backlog at ``path`` into its run; remove it; return the count.
+
+    Each entry logged is marked (``*.done.json``), so a replay that fails half way continues
+    after the last one on the next try instead of logging the first ones again.
+    """
+    entries = _entries(path)
+    marker = path.with_name(f"{path.stem}.done.json")
+    done = json.loads(marker.read_text())["entries"] if marker.is_file() else 0
     client = MlflowClient()
-    for entry in entries:
-        run_id, kind = entry["run_id"], entry["kind"]
-        if kind == "metrics":
-            for key, value in entry["metrics"].items():
-                client.log_metric(run_id, key, value, step=entry["step"] or 0)
-        elif kind == "tags":
-            for key, value in entry["tags"].items():
-                client.set_tag(run_id, key, value)
-        elif kind in ("artifact", "image"):
-            if Path(entry["path"]).is_file():
-                client.log_artifact(run_id, entry["path"], entry.get("folder"))
-        elif kind == "end":
-            client.set_terminated(run_id, entry["status"])
-        else:  # "model": the logged model needs the trained module; its weights are artifacts
-            print(f"sync: the MLflow model of run {run_id} is not logged again (model.pt is)")
+    for number, entry in enumerate(entries[done:], start=done + 1):
+        _log(client, entry)
+        write_json(marker, {"entries": number})
     for image in path.parent.glob(f"{path.stem}-*.png"):
         image.unlink()
     path.unlink()
-    return len(entries)
+    marker.unlink(missing_ok=True)
+    return len(entries) - done

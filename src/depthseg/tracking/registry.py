@@ -1,31 +1,46 @@
 """MLflow's model registry: every evaluated model becomes a version; the best is `champion`.
 
-Each version is tagged with its test metrics, the fingerprint of the data it was tested on, the
-git commit and the params. The alias ``candidate`` always points at the newest version;
-``champion`` moves to it only when it beats the champion on ``registry.score`` by more than
-``registry.min_improvement``, measured on the same test data.
+The image model is logged into its training run here, with the serving limits of
+``params.yaml`` as its ``model_config``: changing a limit logs and registers it again without
+training again. Each version is tagged with its test metrics, the fingerprint of the data it was
+tested on, the git commit and the params. The alias ``candidate`` always points at the newest
+version; ``champion`` moves to it only when it beats the champion on ``registry.score`` by more
+than ``registry.min_improvement``, measured on the same test data, or when it is the champion's
+own training run logged again and scores no lower.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from depthseg.core.params import Params, RegistryParams, flatten
+from depthseg.core.secrets import redact, redacted_values
 from depthseg.objectives.metrics import METRIC_NAMES
-from depthseg.tracking.service import TrackingError, connect, git_commit
+from depthseg.tracking.service import TrackingError, connect, git_commit, log_model
 
 CANDIDATE, CHAMPION = "candidate", "champion"
 #: Tags every version carries; the score is the one the champion rule compares.
 SCORE_TAG, TEST_DATA_TAG = "score", "test_data_fingerprint"
 #: Sections of params.yaml that decide what model training produces.
 MODEL_SECTIONS = ("data", "index", "model", "loss", "train")
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """What the image model is made of: the kept weights, their card, an input example."""
+
+    weights: Path
+    card: Path
+    input_example: pd.DataFrame
 
 
 @dataclass(frozen=True)
@@ -46,23 +61,6 @@ def score(metrics: dict[str, float], rule: RegistryParams) -> float:
         "depth_rmse": -metrics["depth_rmse"],
     }
     return values[rule.score]
-
-
-def _logged_model_uri(client: MlflowClient, run_id: str) -> str:
-    """The newest model the training run logged, as ``models:/m-...``."""
-    run = client.get_run(run_id)
-    models = mlflow.search_logged_models(
-        experiment_ids=[run.info.experiment_id],
-        filter_string=f"source_run_id = '{run_id}'",
-        order_by=[{"field_name": "creation_timestamp", "ascending": False}],
-        output_format="list",
-    )
-    if not models:
-        raise TrackingError(
-            f"MLflow run {run_id} logged no model (was the tracking server down at the end of "
-            "training? run `python src/sync_mlflow.py`, then `dvc repro register`)"
-        )
-    return f"models:/{models[0].model_id}"
 
 
 def _champion(client: MlflowClient, name: str) -> ModelVersion | None:
@@ -89,6 +87,8 @@ def _decide(
         )
     new_score, old_score = float(version.tags[SCORE_TAG]), float(champion.tags[SCORE_TAG])
     margin = f"{rule.score} {new_score:.4f} vs {old_score:.4f}"
+    if version.run_id == champion.run_id and new_score >= old_score:
+        return True, f"it is the champion's ({old}) training run, logged again: {margin}"
     if new_score > old_score + rule.min_improvement:
         return True, f"it beats the champion ({old}): {margin}"
     return False, (
@@ -96,14 +96,17 @@ def _decide(
     )
 
 
-def register(params: Params, run_id: str, metrics: dict[str, Any]) -> Decision:
-    """Register the model of training run ``run_id``, evaluated with ``metrics``."""
+def register(params: Params, run_id: str, metrics: dict[str, Any], model: ModelFiles) -> Decision:
+    """Log the image model of training run ``run_id`` (evaluated with ``metrics``) into that
+    run and register it."""
     connect(params.tracking)
     client = MlflowClient()
     rule = params.registry
     name = rule.model_name
     new_score = score(metrics, rule)
-    model_params = {k: v for k, v in flatten(params).items() if k.split(".")[0] in MODEL_SECTIONS}
+    model_params = redacted_values(
+        {k: v for k, v in flatten(params).items() if k.split(".")[0] in MODEL_SECTIONS}
+    )
     tags = {
         **{f"test_{key}": str(metrics[key]) for key in METRIC_NAMES},
         SCORE_TAG: f"{new_score:.6f}",
@@ -113,7 +116,9 @@ def register(params: Params, run_id: str, metrics: dict[str, Any]) -> Decision:
         "params": json.dumps(model_params, sort_keys=True, default=str),
     }
     try:
-        created = mlflow.register_model(_logged_model_uri(client, run_id), name, tags=tags)
+        with mlflow.start_run(run_id=run_id):
+            uri = log_model(model.weights, model.card, model.input_example, params.limits)
+        created = mlflow.register_model(uri, name, tags=tags)
         champion = _champion(client, name)
         promoted, reason = _decide(created, champion, rule)
         client.set_registered_model_alias(name, CANDIDATE, str(created.version))
@@ -121,7 +126,9 @@ def register(params: Params, run_id: str, metrics: dict[str, Any]) -> Decision:
             client.set_registered_model_alias(name, CHAMPION, str(created.version))
     except MlflowException as error:
         raise TrackingError(
-            f"the MLflow model registry at {mlflow.get_tracking_uri()} failed: {error.message}"
+            redact(
+                f"the MLflow model registry at {mlflow.get_tracking_uri()} failed: {error.message}"
+            )
         ) from None
     version = int(created.version)
     champion_version = version if promoted or champion is None else int(champion.version)

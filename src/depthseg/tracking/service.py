@@ -26,7 +26,8 @@ from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.rest_utils import http_request
 
 from depthseg.core.errors import DepthsegError
-from depthseg.core.params import Params, TrackingParams, flatten
+from depthseg.core.params import LimitsParams, Params, TrackingParams, flatten
+from depthseg.core.secrets import redact, redacted_values, without_credentials
 from depthseg.serving import pyfunc
 from depthseg.tracking import outage
 
@@ -69,6 +70,22 @@ def tracking_uri(params: TrackingParams) -> str:
     return f"sqlite:///{root / 'mlflow.db'}" if root else DEFAULT_TRACKING_URI
 
 
+def _credentials_to_environment(uri: str) -> str:
+    """``uri`` without its user and password, which go to MLflow's own variables instead
+    (MLFLOW_TRACKING_USERNAME/_PASSWORD, unless set): MLflow prints its tracking URI in run
+    links and messages, so a password in it would be shown."""
+    if not uri.startswith(("http://", "https://")):
+        return uri
+    clean, user, password = without_credentials(uri)
+    if user is not None:
+        os.environ.setdefault("MLFLOW_TRACKING_USERNAME", user)
+    if password is not None:
+        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", password)
+    if os.environ.get("MLFLOW_TRACKING_URI") == uri:
+        os.environ["MLFLOW_TRACKING_URI"] = clean
+    return clean
+
+
 def dvc_experiment_tags() -> dict[str, str]:
     """The DVC experiment this stage runs for (``dvc exp run`` names it in the environment)."""
     names = {"DVC_EXP_NAME": "dvc_experiment", "DVC_EXP_BASELINE_REV": "dvc_baseline_rev"}
@@ -87,8 +104,8 @@ def check_server(uri: str) -> None:
     except (requests.RequestException, mlflow.exceptions.MlflowException) as error:
         raise TrackingError(
             f"the MLflow tracking server {uri} is unreachable or refused us "
-            f"({type(error).__name__}: {str(error)[:200]}); start it (`mlflow server ...`), check "
-            "its credentials (MLFLOW_TRACKING_USERNAME/PASSWORD or _TOKEN), or point "
+            f"({type(error).__name__}: {redact(str(error))[:200]}); start it (`mlflow server "
+            "...`), check its credentials (MLFLOW_TRACKING_USERNAME/PASSWORD or _TOKEN), or point "
             "MLFLOW_TRACKING_URI / tracking.tracking_uri at another store, or unset both to use "
             f"{DEFAULT_TRACKING_URI}"
         ) from None
@@ -96,7 +113,7 @@ def check_server(uri: str) -> None:
 
 def connect(params: TrackingParams) -> str | None:
     """Point MLflow at the store and experiment of ``params``; return the experiment id."""
-    uri = tracking_uri(params)
+    uri = _credentials_to_environment(tracking_uri(params))
     if uri.startswith(("http://", "https://")):
         check_server(uri)
     mlflow.set_tracking_uri(uri)
@@ -110,7 +127,7 @@ def connect(params: TrackingParams) -> str | None:
         return mlflow.set_experiment(params.experiment).experiment_id
     except Exception as error:  # any store failure: bad URI, locked or corrupt database
         raise TrackingError(
-            f"cannot use the MLflow tracking store {uri}: {type(error).__name__}: {error}"
+            redact(f"cannot use the MLflow tracking store {uri}: {type(error).__name__}: {error}")
         ) from None
 
 
@@ -151,20 +168,22 @@ def start_run(
             experiment_id=None if run_id else experiment_id,
             run_name=run_name,
             nested=nested,
-            tags=None if run_id else {"git_commit": git_commit(), **(tags or {})},
+            tags=None if run_id else redacted_values({"git_commit": git_commit(), **(tags or {})}),
         )
     except mlflow.exceptions.MlflowException as error:
         if run_id is None:
             raise
         raise TrackingError(
-            f"MLflow run {run_id} is not in the store {tracking_uri(params.tracking)} "
-            f"({error.message}): train again against this store (`dvc repro train`)"
+            redact(
+                f"MLflow run {run_id} is not in the store {mlflow.get_tracking_uri()} "
+                f"({error.message}): train again against this store (`dvc repro train`)"
+            )
         ) from None
     outage.note_run(run.info.run_id)
     status = "FINISHED"
     try:
         if run_id is None:
-            mlflow.log_params(flatten(params))
+            mlflow.log_params(redacted_values(flatten(params)))
         yield run.info.run_id
     except BaseException as error:
         status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
@@ -175,10 +194,11 @@ def start_run(
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     values = {key: float(value) for key, value in metrics.items()}
+    stamp = int(time.time() * 1000)  # kept, so that a replay logs the very same points
     outage.guarded(
         "metrics",
-        lambda: {"metrics": values, "step": step},
-        lambda: mlflow.log_metrics(values, step=step),
+        lambda: {"metrics": values, "step": step, "timestamp": stamp},
+        lambda: mlflow.log_metrics(values, step=step, timestamp=stamp),
     )
 
 
@@ -199,30 +219,30 @@ def log_artifact(path: Path, folder: str | None = None) -> None:
     )
 
 
-def log_model(weights: Path, card: Path, input_example: pd.DataFrame) -> None:
-    """Log the image model (see ``serving.pyfunc``): its code, the weights as a state dict and
-    the card, with a signature and an input example of real scenes."""
-    outage.guarded(
-        "model",
-        dict,
-        lambda: mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT,
-            python_model=str(pyfunc.MODEL_CODE),
-            artifacts={pyfunc.WEIGHTS_ARTIFACT: str(weights), pyfunc.CARD_ARTIFACT: str(card)},
-            code_paths=[str(_PACKAGE_DIR)],
-            signature=pyfunc.SIGNATURE,
-            input_example=input_example,
-            pip_requirements=_MODEL_REQUIREMENTS,
-        ),
+def log_model(weights: Path, card: Path, input_example: pd.DataFrame, limits: LimitsParams) -> str:
+    """Log the image model (see ``serving.pyfunc``) to the active run: its code, the weights as
+    a state dict and the card, with a signature, an input example of a real scene and the
+    serving limits as its ``model_config``; return its ``models:/`` URI."""
+    info = mlflow.pyfunc.log_model(
+        name=MODEL_ARTIFACT,
+        python_model=str(pyfunc.MODEL_CODE),
+        artifacts={pyfunc.WEIGHTS_ARTIFACT: str(weights), pyfunc.CARD_ARTIFACT: str(card)},
+        code_paths=[str(_PACKAGE_DIR)],
+        signature=pyfunc.SIGNATURE,
+        input_example=input_example,
+        pip_requirements=_MODEL_REQUIREMENTS,
+        model_config=pyfunc.model_config(limits),
     )
+    return info.model_uri
 
 
 def set_tags(tags: dict[str, str]) -> None:
+    tags = redacted_values(tags)
     outage.guarded("tags", lambda: {"tags": tags}, lambda: mlflow.set_tags(tags))
 
 
 def log_params(params: dict[str, Any]) -> None:
-    mlflow.log_params(params)
+    mlflow.log_params(redacted_values(params))
 
 
 def log_series(series: dict[str, list[float]]) -> None:

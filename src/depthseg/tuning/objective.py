@@ -14,6 +14,7 @@ import pandas as pd
 
 from depthseg.core.errors import DepthsegError
 from depthseg.core.params import Params, SearchDimension, apply_override, parse_params
+from depthseg.core.secrets import redact
 from depthseg.engine.callbacks import EpochReport
 from depthseg.engine.loop import Trainer
 from depthseg.tracking import service as tracking
@@ -76,7 +77,7 @@ def check_space(base: Params) -> None:
 
 
 def _reason(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}"[:4000]  # an MLflow tag holds at most 5,000
+    return redact(f"{type(error).__name__}: {error}")[:4000]  # an MLflow tag holds 5,000
 
 
 @dataclass

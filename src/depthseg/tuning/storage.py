@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import optuna
 
 from depthseg.core.errors import DepthsegError
 from depthseg.core.params import TuneParams
+from depthseg.core.secrets import redact
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 
@@ -46,7 +48,9 @@ def open_storage(url: str | None, config: TuneParams) -> optuna.storages.BaseSto
         backend = optuna.storages.journal.JournalFileBackend(url)
         return optuna.storages.JournalStorage(backend)
     try:
-        with _creation_lock(url):
+        with _creation_lock(url), warnings.catch_warnings():
+            # Heartbeats are "experimental" in Optuna's words since 2.8; used knowingly.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
                 url,
                 engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
@@ -57,7 +61,7 @@ def open_storage(url: str | None, config: TuneParams) -> optuna.storages.BaseSto
                 ),
             )
     except Exception as error:  # driver missing, server down, bad URL
-        raise TuneError(f"cannot open the Optuna storage {url}: {error}") from None
+        raise TuneError(redact(f"cannot open the Optuna storage {url}: {error}")) from None
 
 
 def trial_sampler(seed: int, trial_number: int) -> optuna.samplers.BaseSampler:

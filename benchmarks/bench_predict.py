@@ -19,13 +19,17 @@ import torch
 
 from depthseg.models.dsresnet import DSResNet
 from depthseg.models.mirror_averaged import MirrorAveraged
+from depthseg.serving.images import ScaledImage
 from depthseg.serving.predictor import Predictor, served_network
 
 
 def scenes_per_second(predictor: Predictor, size: int, batch: int, batches: int) -> float:
     rng = np.random.default_rng(0)
     pairs = [
-        tuple(rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(2))
+        tuple(
+            ScaledImage(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), size, size)
+            for _ in range(2)
+        )
         for _ in range(batch)
     ]
     for _ in predictor.predict(pairs, batch):  # warm-up

@@ -14,35 +14,35 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from depthseg.core.cli import report_errors
+from depthseg.core.cli import run_stage, stage_parser
+from depthseg.core.params import Params
 from depthseg.core.paths import MODEL_WEIGHTS
+from depthseg.serving.model_source import open_predictor
 from depthseg.serving.onnx_export import export_onnx, onnx_predict
-from depthseg.serving.pyfunc import open_predictor
+
+
+def export(params: Params, args: argparse.Namespace) -> None:
+    network = open_predictor(args.model, params.limits, "cpu").network
+    export_onnx(network, args.out)
+    # Check the file against PyTorch on an odd size and batch the export never saw.
+    generator = np.random.default_rng(0)
+    bg = generator.integers(0, 256, (2, 150, 200, 3), dtype=np.uint8)
+    bg_fg = generator.integers(0, 256, (2, 150, 200, 3), dtype=np.uint8)
+    with torch.inference_mode():
+        expected = network(torch.from_numpy(bg), torch.from_numpy(bg_fg))
+    got = onnx_predict(args.out, bg, bg_fg, params.limits)
+    difference = max(
+        float(np.abs(onnx - torch_.numpy()).max())
+        for onnx, torch_ in zip(got, expected, strict=True)
+    )
+    print(f"export: {args.out}; ONNX Runtime vs PyTorch, max abs difference {difference:.2e}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = stage_parser(__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(MODEL_WEIGHTS), help="weights file or MLflow URI")
     parser.add_argument("--out", type=Path, default=Path("models/model.onnx"))
-    args = parser.parse_args()
-
-    def export() -> None:
-        network = open_predictor(args.model, "cpu").network
-        export_onnx(network, args.out)
-        # Check the file against PyTorch on an odd size and batch the export never saw.
-        generator = np.random.default_rng(0)
-        bg = generator.integers(0, 256, (2, 150, 200, 3), dtype=np.uint8)
-        bg_fg = generator.integers(0, 256, (2, 150, 200, 3), dtype=np.uint8)
-        with torch.inference_mode():
-            expected = network(torch.from_numpy(bg), torch.from_numpy(bg_fg))
-        got = onnx_predict(args.out, bg, bg_fg)
-        difference = max(
-            float(np.abs(onnx - torch_.numpy()).max())
-            for onnx, torch_ in zip(got, expected, strict=True)
-        )
-        print(f"export: {args.out}; ONNX Runtime vs PyTorch, max abs difference {difference:.2e}")
-
-    report_errors(export)
+    run_stage(parser, export)
 
 
 if __name__ == "__main__":

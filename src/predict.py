@@ -10,18 +10,34 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from depthseg.core.cli import report_errors
+from depthseg.core.cli import run_stage, stage_parser
+from depthseg.core.params import Params
 from depthseg.core.paths import MODEL_CARD, MODEL_WEIGHTS
+from depthseg.serving.images import ImageInputError
 from depthseg.serving.inputs import pairs_from_data, pairs_from_files
+from depthseg.serving.model_source import open_predictor
 from depthseg.serving.predict_files import OUTPUTS, predict_to_folder
-from depthseg.serving.pyfunc import open_predictor
+
+
+def predict(params: Params, args: argparse.Namespace) -> None:
+    limits = params.limits
+    if args.bg is not None and not args.scene:
+        raise ImageInputError("--bg needs at least one --scene")
+    if args.data:
+        pairs = pairs_from_data(args.data, limits)
+    else:
+        pairs = pairs_from_files(args.bg, args.scene)
+    predictor = open_predictor(args.model, limits, args.device)
+    rate = predict_to_folder(predictor, pairs, args.out, args.batch_size, limits)
+    print(f"predict: {len(pairs)} scenes to {args.out} ({rate:.1f} scenes/s)")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="Writes per scene: "
-        + "; ".join(f"NAME_{suffix}.png: {what}" for suffix, what in OUTPUTS.items()),
+    parser = stage_parser(__doc__.splitlines()[0])
+    parser.epilog = (
+        "Images over params.yaml's limits (limits.image_pixels, image_bytes...) are refused "
+        "before they are decoded. Writes per scene: "
+        + "; ".join(f"NAME_{suffix}.png: {what}" for suffix, what in OUTPUTS.items())
     )
     inputs = parser.add_mutually_exclusive_group(required=True)
     inputs.add_argument("--data", type=Path, help="a MODEST-layout folder or zip")
@@ -38,17 +54,7 @@ def main() -> None:
     )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    args = parser.parse_args()
-    if args.bg is not None and not args.scene:
-        parser.error("--bg needs at least one --scene")
-
-    def predict() -> None:
-        pairs = pairs_from_data(args.data) if args.data else pairs_from_files(args.bg, args.scene)
-        predictor = open_predictor(args.model, args.device)
-        rate = predict_to_folder(predictor, pairs, args.out, args.batch_size)
-        print(f"predict: {len(pairs)} scenes to {args.out} ({rate:.1f} scenes/s)")
-
-    report_errors(predict)
+    run_stage(parser, predict)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,16 @@
-"""Real server processes for tests: a free port, `mlflow server`, waiting until one answers."""
+"""Real server processes for tests: a free port, `mlflow server` and `mlflow models serve`,
+waiting until one answers, and the memory a process tree has used at most."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -45,3 +50,39 @@ def mlflow_server(folder: Path, port: int, env: dict[str, str]) -> subprocess.Po
     )  # fmt: skip
     assert wait_for(f"http://127.0.0.1:{port}/health", server).ok
     return server
+
+
+@contextmanager
+def model_server(project: Path, model: str, env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """`mlflow models serve` of ``model`` run from ``project``; yields (base URL, its pid)."""
+    port = free_port()
+    server = subprocess.Popen(
+        ["mlflow", "models", "serve", "-m", model, "--env-manager", "local",
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=project, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_for(f"{url}/ping", server, timeout=180).ok
+        yield url, server.pid
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def peak_memory_mb(group: int) -> float:
+    """The largest peak resident memory (VmHWM) among the processes of process group
+    ``group``: the process that holds the model, for a server."""
+    peaks = [0.0]
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or os.getpgid(int(entry.name)) != group:
+                continue
+            status = (entry / "status").read_text()
+        except (OSError, ProcessLookupError):
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(int(line.split()[1]) / 1024)
+    return max(peaks)

@@ -108,7 +108,12 @@ def test_no_library_module_imports_a_stage_script(path: Path) -> None:
 def test_only_tracking_and_the_mlflow_model_use_mlflow_and_nothing_uses_dvc(path: Path) -> None:
     roots = third_party_roots(path)
     assert "dvc" not in roots
-    mlflow_modules = ("depthseg.tracking", "depthseg.serving.pyfunc", "depthseg.serving.model_code")
+    mlflow_modules = (
+        "depthseg.tracking",
+        "depthseg.serving.pyfunc",
+        "depthseg.serving.model_code",
+        "depthseg.serving.model_source",
+    )
     if not module_name(path).startswith(mlflow_modules):
         assert "mlflow" not in roots
 

@@ -1,4 +1,8 @@
-"""The ONNX export runs in ONNX Runtime alone and matches PyTorch on sizes it never saw."""
+"""The ONNX export runs in ONNX Runtime alone and matches PyTorch on sizes it never saw.
+
+Both shrink the input in uint8, each rounding to whole grey levels its own way: on random
+noise (the worst case) the outputs then differ by about 2e-4; a wrong graph differs by 0.1.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from conftest import LIMITS
 
 from depthseg.serving.onnx_export import INPUT_NAMES, export_onnx, onnx_predict
 from depthseg.serving.predictor import load_network
+
+#: Rounding to grey levels differs between the two resizes (see above).
+TOLERANCE = 1e-3
 
 
 def test_onnx_runtime_matches_pytorch_at_any_batch_and_size(saved_model, tmp_path: Path) -> None:
@@ -27,14 +35,14 @@ def test_onnx_runtime_matches_pytorch_at_any_batch_and_size(saved_model, tmp_pat
     for batch, height, width in [(1, 224, 224), (3, 77, 131), (2, 64, 64)]:
         bg = rng.integers(0, 256, (batch, height + 5, width, 3), dtype=np.uint8)
         bg_fg = rng.integers(0, 256, (batch, height, width, 3), dtype=np.uint8)
-        got = onnx_predict(path, bg, bg_fg)
+        got = onnx_predict(path, bg, bg_fg, LIMITS)
         with torch.inference_mode():
             expected = network(torch.from_numpy(bg), torch.from_numpy(bg_fg))
         for onnx_output, torch_output in zip(got, expected, strict=True):
             assert onnx_output.shape == (batch, height, width)
             worst = max(worst, float(np.abs(onnx_output - torch_output.numpy()).max()))
     print(f"ONNX Runtime vs PyTorch: max abs difference {worst:.2e}")
-    assert worst < 1e-4
+    assert worst < TOLERANCE
 
 
 def test_the_export_script_writes_the_file_and_reports_its_difference(saved_model, tmp_path):
@@ -44,4 +52,4 @@ def test_the_export_script_writes_the_file_and_reports_its_difference(saved_mode
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     difference = float(result.stdout.strip().rsplit(" ", 1)[1])
-    assert out.is_file() and difference < 1e-4
+    assert out.is_file() and difference < TOLERANCE

@@ -1,4 +1,4 @@
-"""Predictions at the input's size, in batches of equal sizes, normalised as in training."""
+"""Predictions at the scene's size, in batches, normalised as in training."""
 
 from __future__ import annotations
 
@@ -13,11 +13,17 @@ from depthseg.core.errors import DepthsegError
 from depthseg.data import layout
 from depthseg.data.transforms import normalised
 from depthseg.engine.checkpoints import load_trained
+from depthseg.serving.images import ScaledImage
 from depthseg.serving.predictor import Predictor, load_network
 
 
 def random_images(count: int, height: int, width: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (count, height, width, 3), dtype=np.uint8)
+
+
+def whole(pixels: np.ndarray) -> ScaledImage:
+    """An image decoded at its own size."""
+    return ScaledImage(pixels, *pixels.shape[:2])
 
 
 def test_at_the_training_size_it_is_the_trained_network_on_normalised_input(saved_model) -> None:
@@ -41,7 +47,7 @@ def test_any_sizes_in_one_call_come_back_in_order_at_their_own_size(saved_model)
     predictor = Predictor(load_network(*saved_model), "cpu")
     sizes = [(100, 150), (100, 150), (37, 53), (100, 150)]
     pairs = [
-        (random_images(1, h + 9, w, i)[0], random_images(1, h, w, 10 + i)[0])
+        (whole(random_images(1, h + 9, w, i)[0]), whole(random_images(1, h, w, 10 + i)[0]))
         for i, (h, w) in enumerate(sizes)
     ]
     together = list(predictor.predict(pairs, batch_size=2))
@@ -52,6 +58,20 @@ def test_any_sizes_in_one_call_come_back_in_order_at_their_own_size(saved_model)
         np.testing.assert_allclose(batched.probability, single.probability, atol=1e-5)
         np.testing.assert_allclose(batched.depth, single.depth, atol=1e-5)
         assert batched.depth.min() >= 0 and batched.depth.max() <= 1
+
+
+def test_the_predictor_answers_as_the_served_network_does(saved_model) -> None:
+    """Shrinking each image as it comes (to hold one large image at a time) is what the
+    network's own forward pass does on the whole batch."""
+    network = load_network(*saved_model)
+    bg, bg_fg = random_images(2, 300, 200, 0), random_images(2, 150, 250, 1)
+    with torch.inference_mode():
+        expected = network(torch.from_numpy(bg), torch.from_numpy(bg_fg))
+    pairs = [(whole(bg[i]), whole(bg_fg[i])) for i in range(2)]
+    got = list(Predictor(network, "cpu").predict(pairs))
+    for i, prediction in enumerate(got):
+        np.testing.assert_allclose(prediction.probability, expected[0][i].numpy(), atol=1e-6)
+        np.testing.assert_allclose(prediction.depth, expected[1][i].numpy(), atol=1e-6)
 
 
 def test_a_card_that_says_mirror_average_gives_mirror_symmetric_predictions(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +12,6 @@ import cv2
 import numpy as np
 import requests
 from PIL import Image
-from servers import free_port, wait_for
 
 
 def decoded_png(text: str) -> np.ndarray:
@@ -22,25 +19,14 @@ def decoded_png(text: str) -> np.ndarray:
 
 
 def test_the_served_champion_answers_a_real_scene_as_predict_does(
-    pipeline, modest_mini: Path, tmp_path: Path
+    pipeline, champion_server, modest_mini: Path, tmp_path: Path
 ) -> None:
     project, env = pipeline
+    url, _ = champion_server
     bg, scene = modest_mini / "bg/bg003.jpeg", modest_mini / "bg_fg/bg003_fg003_01.jpeg"
-    port = free_port()
-    server = subprocess.Popen(
-        ["mlflow", "models", "serve", "-m", "models:/depthseg@champion", "--env-manager",
-         "local", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=project, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert wait_for(f"http://127.0.0.1:{port}/ping", server, timeout=180).ok
-        images = [base64.b64encode(path.read_bytes()).decode() for path in (bg, scene)]
-        body = {"dataframe_split": {"columns": ["bg", "bg_fg"], "data": [images]}}
-        reply = requests.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=120)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+    images = [base64.b64encode(path.read_bytes()).decode() for path in (bg, scene)]
+    body = {"dataframe_split": {"columns": ["bg", "bg_fg"], "data": [images]}}
+    reply = requests.post(f"{url}/invocations", json=body, timeout=120)
     assert reply.status_code == 200, reply.text
     [answer] = reply.json()["predictions"]
     out = tmp_path / "out"

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 from PIL import Image
-from repro_project import clone_project, run
+from repro_project import SECRET, clone_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -70,6 +70,21 @@ def test_mlflow_run_records_params_epochs_artifacts_and_a_loadable_model(pipelin
     assert {"params.yaml", "model.pt", "model.json", "evaluate"} <= artifacts
     evaluate_files = {a.path for a in client.list_artifacts(run.info.run_id, "evaluate")}
     assert "evaluate/predictions" in evaluate_files
+
+
+def test_a_password_in_params_yaml_reaches_no_mlflow_param_or_tag(pipeline) -> None:
+    project, env = pipeline
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    card = json.loads((project / "models/model.json").read_text())
+    run = client.get_run(card["run_id"])
+    assert run.data.params["tune.storage"] == "postgresql://optuna:***@127.0.0.1:1/optuna"
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    recorded = [
+        [*record.data.params.values(), *record.data.tags.values()]
+        for record in client.search_runs(experiments)
+    ]
+    recorded += [list(v.tags.values()) for v in client.search_model_versions("name='depthseg'")]
+    assert recorded and not any(SECRET in value for values in recorded for value in values)
 
 
 def test_register_makes_the_evaluated_model_the_first_champion(pipeline) -> None:

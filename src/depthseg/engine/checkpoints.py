@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import json
+import pickle
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
 from depthseg.core.errors import DepthsegError
 from depthseg.core.files import replaced_atomically
-from depthseg.core.params import Params
+from depthseg.core.params import ImageSize, ModelWidth, Params
 from depthseg.engine.compute import TrainingError
 from depthseg.models.dsresnet import DSResNet
 from depthseg.models.mirror_averaged import MirrorAveraged
@@ -28,6 +29,18 @@ def save_atomically(payload: Any, path: Path) -> None:
         torch.save(payload, partial)
 
 
+class ModelCard(BaseModel):
+    """What train writes beside the weights (``models/model.json``); a card from a registry is
+    checked like any input from outside, so that it cannot ask for a huge network."""
+
+    model_config = ConfigDict(extra="allow")
+
+    width: ModelWidth
+    image_size: ImageSize
+    # Cards written before the option existed describe plain predictions.
+    mirror_average: bool = False
+
+
 def load_trained(weights: Path, card: Path) -> tuple[nn.Module, dict[str, Any]]:
     """The network of the kept weights (a state dict, loaded without unpickling code), mirror
     averaged when its model card says so, and the card."""
@@ -35,14 +48,22 @@ def load_trained(weights: Path, card: Path) -> tuple[nn.Module, dict[str, Any]]:
         if not path.is_file():
             raise DepthsegError(f"{path} is missing: run `dvc repro train` first")
     try:
-        details = json.loads(card.read_text())
-        model = DSResNet(details["width"])
-    except (ValueError, KeyError) as error:
-        raise DepthsegError(f"{card}: not a model card written by train ({error!r})") from None
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    # Cards written before the option existed describe plain predictions.
-    network = MirrorAveraged(model) if details.get("mirror_average", False) else model
-    return network.eval(), details
+        details = ModelCard.model_validate_json(card.read_bytes())
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'the file'}: {e['msg']}" for e in error.errors()
+        )
+        raise DepthsegError(f"{card}: not a model card written by train ({problems})") from None
+    model = DSResNet(details.width)
+    try:
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    except (RuntimeError, pickle.UnpicklingError, OSError, EOFError) as error:
+        reason = str(error).strip().splitlines()[0][:300]
+        raise DepthsegError(
+            f"{weights}: not the weights of a width-{details.width:g} DSResNet ({reason})"
+        ) from None
+    network = MirrorAveraged(model) if details.mirror_average else model
+    return network.eval(), details.model_dump()
 
 
 def data_fingerprint(table: pd.DataFrame) -> str:

@@ -15,6 +15,8 @@ import torch
 from torch.export import Dim
 
 from depthseg.core.files import replaced_atomically
+from depthseg.core.params import LimitsParams
+from depthseg.data.image_header import ImageTooLarge
 from depthseg.models.served import ServedDSResNet
 
 INPUT_NAMES = ["bg", "bg_fg"]
@@ -49,9 +51,24 @@ def export_onnx(network: ServedDSResNet, path: Path) -> None:
         )
 
 
-def onnx_predict(path: Path, bg: np.ndarray, bg_fg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Run the exported file with ONNX Runtime on CPU: (mask probability, depth)."""
+def onnx_predict(
+    path: Path, bg: np.ndarray, bg_fg: np.ndarray, limits: LimitsParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the exported file with ONNX Runtime on CPU: (mask probability, depth); batches over
+    ``limits`` (images per batch, pixels of each image and of all) are refused first."""
     import onnxruntime  # only where ONNX is used: training never needs it
+
+    if refusal := limits.exceeded("request_rows", len(bg_fg), "the batch", "scenes"):
+        raise ImageTooLarge(refusal)
+    for name, images in (("bg", bg), ("bg_fg", bg_fg)):
+        what = f"{name} ({images.shape[1]:,} x {images.shape[2]:,})"
+        if refusal := limits.exceeded(
+            "image_pixels", images.shape[1] * images.shape[2], what, "pixels"
+        ):
+            raise ImageTooLarge(refusal)
+    total = (bg.size + bg_fg.size) // 3
+    if refusal := limits.exceeded("request_pixels", total, "the batch's images", "pixels"):
+        raise ImageTooLarge(refusal)
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     probability, depth = session.run(OUTPUT_NAMES, {"bg": bg, "bg_fg": bg_fg})

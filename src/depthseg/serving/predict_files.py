@@ -5,15 +5,16 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from depthseg.core.files import replaced_atomically
+from depthseg.core.params import LimitsParams
 from depthseg.engine.preview import depth_colours
 from depthseg.serving.images import (
+    ScaledImage,
     depth_image,
     mask_image,
     png,
@@ -34,14 +35,17 @@ OUTPUTS = {
 }
 
 
-@lru_cache(maxsize=16)  # scenes share their background: decode each one once
-def _background(ref: ImageRef) -> np.ndarray:
-    return read_rgb(ref.read(), str(ref))
-
-
-def _decoded(pairs: list[ScenePair]) -> Iterator[tuple[ScenePair, np.ndarray, np.ndarray]]:
+def _decoded(
+    pairs: list[ScenePair], limits: LimitsParams, size: int
+) -> Iterator[tuple[ScenePair, ScaledImage, ScaledImage]]:
+    """Each pair's images decoded only as large as the network needs, as the served model
+    decodes them (a background once for the scenes that share it)."""
+    background: tuple[ImageRef, ScaledImage] | None = None
     for pair in pairs:
-        yield pair, _background(pair.bg), read_rgb(pair.bg_fg.read(), str(pair.bg_fg))
+        if background is None or background[0] != pair.bg:
+            background = pair.bg, read_rgb(pair.bg.read(limits), str(pair.bg), limits, size)
+        scene = read_rgb(pair.bg_fg.read(limits), str(pair.bg_fg), limits, size)
+        yield pair, background[1], scene
 
 
 def write_prediction(out: Path, name: str, scene: np.ndarray, prediction: Prediction) -> None:
@@ -58,16 +62,23 @@ def write_prediction(out: Path, name: str, scene: np.ndarray, prediction: Predic
 
 
 def predict_to_folder(
-    predictor: Predictor, pairs: list[ScenePair], out: Path, batch_size: int
+    predictor: Predictor,
+    pairs: list[ScenePair],
+    out: Path,
+    batch_size: int,
+    limits: LimitsParams,
 ) -> float:
-    """Write every pair's outputs to ``out``; return scenes per second."""
-    out.mkdir(parents=True, exist_ok=True)
-    to_model, to_write = itertools.tee(_decoded(pairs))
+    """Write every pair's outputs to ``out`` (created with the first); return scenes per second.
+
+    The sheet shows the scene whole: it is decoded again, at its own size, once predicted.
+    """
+    to_model, to_write = itertools.tee(_decoded(pairs, limits, predictor.image_size))
     predictions = predictor.predict(((bg, scene) for _, bg, scene in to_model), batch_size)
     started = time.perf_counter()
     progress = tqdm(total=len(pairs), desc="predicting", unit=" scenes", disable=None)
     with progress:
-        for (pair, _, scene), prediction in zip(to_write, predictions, strict=True):
+        for (pair, _, _), prediction in zip(to_write, predictions, strict=True):
+            scene = read_rgb(pair.bg_fg.read(limits), str(pair.bg_fg), limits).pixels
             write_prediction(out, pair.name, scene, prediction)
             progress.update()
     return len(pairs) / (time.perf_counter() - started)

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from depthseg.data import layout
 from depthseg.engine.checkpoints import load_trained
 from depthseg.engine.compute import select_device
-from depthseg.models.served import ServedDSResNet
+from depthseg.models.served import ServedDSResNet, at_size, shrunk
+from depthseg.serving.images import ScaledImage
 
 
 @dataclass(frozen=True)
@@ -38,22 +39,25 @@ def load_network(weights: Path, card: Path) -> ServedDSResNet:
 
 
 def _batches(
-    pairs: Iterable[tuple[np.ndarray, np.ndarray]], size: int
-) -> Iterator[list[tuple[np.ndarray, np.ndarray]]]:
-    """Consecutive pairs whose bg and scene shapes match the batch's first, ``size`` at most."""
-    batch: list[tuple[np.ndarray, np.ndarray]] = []
-    for pair in pairs:
-        shapes = (pair[0].shape, pair[1].shape)
-        if batch and (len(batch) == size or shapes != (batch[0][0].shape, batch[0][1].shape)):
+    pairs: Iterable[tuple[ScaledImage, ScaledImage]], size: int, image_size: int
+) -> Iterator[list[tuple[Tensor, Tensor, tuple[int, int]]]]:
+    """Up to ``size`` pairs at a time, each image shrunk to ``image_size`` as soon as it is
+    decoded (so only one full-size image is held at a time), with the size of its scene."""
+    batch: list[tuple[Tensor, Tensor, tuple[int, int]]] = []
+    for bg, bg_fg in pairs:
+        bg_small, scene_small = (
+            shrunk(torch.from_numpy(image.pixels[None]), image_size)[0] for image in (bg, bg_fg)
+        )
+        batch.append((bg_small, scene_small, (bg_fg.height, bg_fg.width)))
+        if len(batch) == size:
             yield batch
             batch = []
-        batch.append(pair)
     if batch:
         yield batch
 
 
 class Predictor:
-    """Predictions of a served network on one device, in batches of pairs of equal sizes."""
+    """Predictions of a served network on one device, in batches of pairs."""
 
     def __init__(self, network: ServedDSResNet, device: str = "auto") -> None:
         self.device = select_device(device)
@@ -65,12 +69,17 @@ class Predictor:
 
     @torch.inference_mode()
     def predict(
-        self, pairs: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int = 16
+        self, pairs: Iterable[tuple[ScaledImage, ScaledImage]], batch_size: int = 16
     ) -> Iterator[Prediction]:
-        """One prediction per (bg, bg_fg) pair of ``H x W x 3`` uint8 RGB arrays, in order."""
-        for batch in _batches(pairs, batch_size):
-            bg = torch.from_numpy(np.stack([pair[0] for pair in batch])).to(self.device)
-            bg_fg = torch.from_numpy(np.stack([pair[1] for pair in batch])).to(self.device)
-            probability, depth = self.network(bg, bg_fg)
-            for mask_i, depth_i in zip(probability.cpu().numpy(), depth.cpu().numpy(), strict=True):
-                yield Prediction(mask_i, depth_i)
+        """One prediction per (bg, bg_fg) pair, in order, at the size of the scene image."""
+        for batch in _batches(pairs, batch_size, self.image_size):
+            # Channels last, as a stack of N x H x W x 3 images is.
+            bg, bg_fg = (
+                torch.stack([item[index] for item in batch]).permute(0, 2, 3, 1).to(self.device)
+                for index in (0, 1)
+            )
+            probabilities = self.network.probabilities(bg, bg_fg)
+            for item, scene in zip(batch, probabilities, strict=True):
+                # One scene at a time at its full size: a batch of large scenes would add up.
+                mask, depth = at_size(scene[None], item[2])
+                yield Prediction(mask[0].cpu().numpy(), depth[0].cpu().numpy())

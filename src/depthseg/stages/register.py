@@ -1,4 +1,5 @@
-"""The register stage: the evaluated model becomes a version in MLflow's model registry."""
+"""The register stage: the evaluated model, logged as the image model, becomes a version in
+MLflow's model registry."""
 
 from __future__ import annotations
 
@@ -7,11 +8,22 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from depthseg.core.errors import DepthsegError
 from depthseg.core.files import write_json
 from depthseg.core.params import Params
-from depthseg.core.paths import EVALUATE_METRICS, MODEL_CARD, REGISTER_DECISION
-from depthseg.tracking.registry import Decision
+from depthseg.core.paths import (
+    EVALUATE_METRICS,
+    INDEX_FILE,
+    MODEL_CARD,
+    MODEL_WEIGHTS,
+    REGISTER_DECISION,
+)
+from depthseg.data.archive import MemberReader
+from depthseg.data.indexing import read_index
+from depthseg.serving.pyfunc import input_example
+from depthseg.tracking.registry import Decision, ModelFiles
 from depthseg.tracking.registry import register as register_version
 
 
@@ -27,9 +39,26 @@ def register(params: Params) -> Decision:
         raise DepthsegError(
             f"{EVALUATE_METRICS} measured another model than {MODEL_CARD}: run `dvc repro`"
         )
-    decision = register_version(params, card["run_id"], metrics)
+    table, archive_path = read_index(INDEX_FILE)
+    model = ModelFiles(MODEL_WEIGHTS, MODEL_CARD, _example_scene(table, archive_path))
+    decision = register_version(params, card["run_id"], metrics, model)
     write_json(REGISTER_DECISION, asdict(decision))
     return decision
+
+
+def _example_scene(table: pd.DataFrame, archive_path: Path) -> pd.DataFrame:
+    """A real scene, the first of validation (else of training), as the model's input example."""
+    validation = table[table["split"] == "val"]
+    first = (validation if len(validation) else table).sort_values("scene").iloc[0]
+    reader = MemberReader(archive_path)
+    images = {
+        kind: reader.read_checked(
+            int(first[f"{kind}_offset"]), int(first[f"{kind}_size"]), int(first[f"{kind}_crc"]),
+            first[kind],
+        )
+        for kind in ("bg", "bg_fg")
+    }  # fmt: skip
+    return input_example(images["bg"], images["bg_fg"])
 
 
 def _read(path: Path) -> dict[str, Any]:

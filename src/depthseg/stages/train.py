@@ -19,13 +19,11 @@ from depthseg.core.paths import (
     TRAIN_HISTORY,
     TRAIN_METRICS,
 )
-from depthseg.data.archive import MemberReader
 from depthseg.data.indexing import fingerprint, read_index
 from depthseg.engine.checkpoints import save_atomically
 from depthseg.engine.distributed import process_group
 from depthseg.engine.loop import Trainer
 from depthseg.models.dsresnet import count_parameters
-from depthseg.serving.pyfunc import input_example
 from depthseg.tracking import outage
 from depthseg.tracking import service as tracking
 from depthseg.tracking.callbacks import log_epoch, log_missed_epochs
@@ -45,12 +43,10 @@ def train(params: Params, params_file: Path) -> dict[str, Any] | None:
         if not group.is_main:
             trainer.fit()
             return None
-        return _train_and_record(trainer, params, params_file, table, archive_path)
+        return _train_and_record(trainer, params, params_file)
 
 
-def _train_and_record(
-    trainer: Trainer, params: Params, params_file: Path, table: pd.DataFrame, archive_path: Path
-) -> dict[str, Any]:
+def _train_and_record(trainer: Trainer, params: Params, params_file: Path) -> dict[str, Any]:
     data_fingerprint = fingerprint(INDEX_FILE)
     tags = {"data_fingerprint": data_fingerprint, **tracking.dvc_experiment_tags()}
     with (
@@ -97,20 +93,4 @@ def _train_and_record(
         tracking.log_metrics({"model_parameters": metrics["model_parameters"]})
         tracking.log_artifact(MODEL_WEIGHTS)
         tracking.log_artifact(MODEL_CARD)
-        tracking.log_model(MODEL_WEIGHTS, MODEL_CARD, _example_scene(table, archive_path))
     return metrics
-
-
-def _example_scene(table: pd.DataFrame, archive_path: Path) -> pd.DataFrame:
-    """A real scene, the first of validation (else of training), as the model's input example."""
-    validation = table[table["split"] == "val"]
-    first = (validation if len(validation) else table).sort_values("scene").iloc[0]
-    reader = MemberReader(archive_path)
-    images = {
-        kind: reader.read_checked(
-            int(first[f"{kind}_offset"]), int(first[f"{kind}_size"]), int(first[f"{kind}_crc"]),
-            first[kind],
-        )
-        for kind in ("bg", "bg_fg")
-    }  # fmt: skip
-    return input_example(images["bg"], images["bg_fg"])

@@ -123,6 +123,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     pairs = scenes(args.data)
+    if not pairs:
+        parser.error(f"--data {args.data}: no scene found (bg_fg/*.jpeg beside bg/)")
     planned = requests_to_send(pairs, args.requests, args.seed)
     env = dict(os.environ)
     if args.workers > 1:

@@ -3,11 +3,13 @@ waiting until one answers, and the memory a process tree has used at most."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,21 +56,29 @@ def mlflow_server(folder: Path, port: int, env: dict[str, str]) -> subprocess.Po
 
 @contextmanager
 def model_server(project: Path, model: str, env: dict[str, str]) -> Iterator[tuple[str, int]]:
-    """`mlflow models serve` of ``model`` run from ``project``; yields (base URL, its pid)."""
+    """`mlflow models serve` of ``model`` run from ``project`` (this interpreter's tools first on
+    PATH, as MLflow starts uvicorn by name); yields (base URL, its process group)."""
     port = free_port()
-    server = subprocess.Popen(
-        ["mlflow", "models", "serve", "-m", model, "--env-manager", "local",
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=project, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert wait_for(f"{url}/ping", server, timeout=180).ok
-        yield url, server.pid
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+    tools = str(Path(sys.executable).parent)
+    env = {**env, "PATH": f"{tools}{os.pathsep}{env.get('PATH', '')}"}
+    with tempfile.TemporaryFile("w+") as log:
+        server = subprocess.Popen(
+            [f"{tools}/mlflow", "models", "serve", "-m", model, "--env-manager", "local",
+             "--host", "127.0.0.1", "--port", str(port)],
+            cwd=project, env=env, start_new_session=True, stdout=log, stderr=log,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            try:
+                wait_for(f"{url}/ping", server, timeout=180)
+            except AssertionError as error:
+                log.seek(0)
+                raise AssertionError(f"{error}\n{log.read()[-3000:]}") from None
+            yield url, server.pid
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
 
 
 def peak_memory_mb(group: int) -> float:

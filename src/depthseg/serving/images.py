@@ -150,11 +150,6 @@ def depth_image(depth: np.ndarray) -> np.ndarray:
 
 
 def sheet(bg_fg: np.ndarray, probability: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """bg_fg | mask | coloured depth, side by side, at the size of the ``bg_fg`` pixels given
-    (the predictions are shrunk to it when the scene was decoded smaller)."""
-    size = (bg_fg.shape[1], bg_fg.shape[0])
-    if probability.shape != bg_fg.shape[:2]:
-        probability = cv2.resize(probability, size, interpolation=cv2.INTER_AREA)
-        depth = cv2.resize(depth, size, interpolation=cv2.INTER_AREA)
+    """bg_fg | mask | coloured depth, side by side, at the input's size."""
     mask = np.repeat(mask_image(probability)[..., None], 3, axis=2)
     return np.concatenate([bg_fg, mask, depth_colours(depth)], axis=1)

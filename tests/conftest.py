@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 from repro_project import make_repro_project
-from servers import model_server
+from servers import POSTGRES_BIN, Postgres, model_server, postgres_server
 
 from depthseg.core.params import IndexParams, SplitParams, load_params
 from depthseg.data import layout
@@ -230,4 +230,14 @@ def champion_server(pipeline) -> Iterator[tuple[str, int]]:
     """`mlflow models serve` of the tiny project's champion: (base URL, process group)."""
     project, env = pipeline
     with model_server(project, "models:/depthseg@champion", env) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL 15 server on a free loopback port, for the whole session; each test
+    makes its own database (``postgres.create_database(name)``)."""
+    if not (POSTGRES_BIN / "pg_ctl").is_file():
+        pytest.skip(f"PostgreSQL 15 not found in {POSTGRES_BIN}: the PostgreSQL tests need it")
+    with postgres_server() as server:
         yield server

@@ -1,10 +1,12 @@
-"""Real server processes for tests: a free port, `mlflow server` and `mlflow models serve`,
-waiting until one answers, and the memory a process tree has used at most."""
+"""Real server processes for tests: a free port, PostgreSQL, `mlflow server` and
+`mlflow models serve`, waiting until one answers, and the memory a process tree has used at most."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,9 +15,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import requests
+
+#: Where Debian and Ubuntu install PostgreSQL 15's server programs.
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 def free_port() -> int:
@@ -38,13 +45,16 @@ def wait_for(url: str, process: subprocess.Popen, timeout: float = 120) -> reque
     raise AssertionError(f"{url} did not answer in {timeout} s")
 
 
-def mlflow_server(folder: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
-    """A real `mlflow server` on ``port`` with its store in ``folder``; waits until it answers."""
+def mlflow_server(
+    folder: Path, port: int, env: dict[str, str], backend: str | None = None
+) -> subprocess.Popen:
+    """A real `mlflow server` on ``port`` with its artifacts in ``folder`` and its store there
+    too, or at ``backend``; waits until it answers."""
     server = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "mlflow"), "server",
             "--host", "127.0.0.1", "--port", str(port),
-            "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+            "--backend-store-uri", backend or f"sqlite:///{folder / 'server.db'}",
             "--artifacts-destination", str(folder / "artifacts"),
         ],
         cwd=folder, env=env, start_new_session=True,
@@ -52,6 +62,75 @@ def mlflow_server(folder: Path, port: int, env: dict[str, str]) -> subprocess.Po
     )  # fmt: skip
     assert wait_for(f"http://127.0.0.1:{port}/health", server).ok
     return server
+
+
+@dataclass
+class Postgres:
+    """A PostgreSQL server of our own: user ``postgres`` with ``password`` over TCP on
+    127.0.0.1:``port``, its cluster in ``folder``."""
+
+    folder: Path
+    port: int
+    password: str
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        """A new, empty database; its URL."""
+        with psycopg.connect(self.url(), autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def pg_ctl(self, *args: str) -> None:
+        _as_postgres(
+            [str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.folder / "data"), "-w", "-t", "60",
+             "-l", str(self.folder / "server.log"), *args]
+        )  # fmt: skip
+
+    def start(self) -> None:
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port}"
+        options += f" -c unix_socket_directories={self.folder}"
+        self.pg_ctl("-o", options, "start")
+
+    def restart(self) -> None:
+        """Stop at once (connections cut, as a crash or a failover would), then start."""
+        self.pg_ctl("-m", "immediate", "stop")
+        self.start()
+
+
+def _as_postgres(command: list[str]) -> None:
+    """Run a PostgreSQL program as the ``postgres`` user (the server refuses to run as root)."""
+    if os.geteuid() == 0:
+        command = ["runuser", "-u", "postgres", "--", *command]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}"
+
+
+@contextmanager
+def postgres_server() -> Iterator[Postgres]:
+    """initdb and start a cluster in a new folder that ``postgres`` owns (pytest's temporary
+    folders are root's alone); stop it and remove the folder at the end."""
+    folder = Path(tempfile.mkdtemp(prefix="depthseg-postgres-"))
+    server = Postgres(folder, free_port(), secrets.token_hex(8))
+    try:
+        if os.geteuid() == 0:
+            shutil.chown(folder, "postgres", "postgres")
+        password_file = folder / "password"
+        password_file.write_text(server.password)
+        if os.geteuid() == 0:
+            shutil.chown(password_file, "postgres", "postgres")
+        _as_postgres(
+            [str(POSTGRES_BIN / "initdb"), "-D", str(folder / "data"), "-U", "postgres",
+             f"--pwfile={password_file}", "--auth-local=trust", "--auth-host=scram-sha-256",
+             "--no-sync"]
+        )  # fmt: skip
+        server.start()
+        yield server
+    finally:
+        with contextlib.suppress(AssertionError):
+            server.pg_ctl("-m", "immediate", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager

@@ -5,16 +5,13 @@ from __future__ import annotations
 import base64
 import io
 import json
-import signal
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 import mlflow
 import numpy as np
-import optuna
 import pandas as pd
 import pytest
 import yaml
@@ -157,86 +154,6 @@ def test_lr_find_writes_its_curve_records_a_run_and_applies_the_suggestion(
     assert len(runs) == 1
     history = client.get_metric_history(runs[0].info.run_id, "smoothed_loss")
     assert [point.step for point in history] == list(range(1, len(curve) + 1))
-
-
-TINY_STUDY = [
-    "-S",
-    "tune.budget.epochs=2 tune.budget.image_size=32 tune.budget.train_fraction=1.0 "
-    "tune.pruner.name=none tune.heartbeat_interval=1 tune.grace_period=3",
-]
-
-
-def tune_command(storage: str, trials: int, *extra: str) -> list[str]:
-    return [
-        sys.executable, "src/tune.py", "--storage", storage, "--study-name", "shared",
-        "--n-trials", str(trials), *TINY_STUDY, *extra,
-    ]  # fmt: skip
-
-
-def test_two_workers_started_together_share_one_new_study(pipeline, tmp_path: Path) -> None:
-    project, env = pipeline
-    storage = f"sqlite:///{tmp_path / 'new.db'}"  # does not exist: both workers create it
-    workers = [
-        subprocess.Popen(tune_command(storage, 2), cwd=project, env=env, stderr=subprocess.PIPE)
-        for _ in range(2)
-    ]
-    errors = [worker.communicate(timeout=600)[1].decode() for worker in workers]
-    assert [worker.returncode for worker in workers] == [0, 0], errors
-    study = optuna.load_study(study_name="shared", storage=storage)
-    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
-    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 4
-
-
-def _wait_for_training_trial(storage: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            study = optuna.load_study(study_name="shared", storage=storage)
-            # An epoch reported: the trial is training, past its first imports. A Ctrl-C that
-            # lands inside an import's lock callback is swallowed by Python itself.
-            if any(
-                t.state == optuna.trial.TrialState.RUNNING and t.intermediate_values
-                for t in study.trials
-            ):
-                return
-        except KeyError:  # the study does not exist yet
-            pass
-        time.sleep(0.5)
-    raise AssertionError("no trial started")
-
-
-@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
-def test_a_stopped_workers_trial_ends_failed_and_the_next_worker_goes_on(
-    pipeline, tmp_path: Path, stop: signal.Signals
-) -> None:
-    project, env = pipeline
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
-    slow = tune_command(storage, 1, "-S", "tune.budget.epochs=200")
-    worker = subprocess.Popen(
-        slow,
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-        # A job started in the background inherits SIGINT ignored; a user's terminal does not.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    _wait_for_training_trial(storage)
-    worker.send_signal(stop)
-    output = worker.communicate(timeout=120)[0]
-    if stop == signal.SIGINT:  # Ctrl-C: a clean stop with the summary so far
-        assert worker.returncode == 130
-        assert "interrupted" in output and "study shared: 1 trials" in output
-    else:
-        time.sleep(4)  # past the grace period: the dead worker's heartbeat is stale
-    run(tune_command(storage, 1), project, env)
-    study = optuna.load_study(study_name="shared", storage=storage)
-    first, second = study.trials
-    assert first.state == optuna.trial.TrialState.FAIL
-    assert second.state == optuna.trial.TrialState.COMPLETE
-    if stop == signal.SIGKILL:  # failed by heartbeat, then retried with the same params
-        assert second.params == first.params
-        assert second.system_attrs["failed_trial"] == first.number
 
 
 def test_mlproject_entry_points_run_with_overrides(pipeline) -> None:

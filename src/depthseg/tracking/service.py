@@ -74,7 +74,7 @@ def _credentials_to_environment(uri: str) -> str:
     """``uri`` without its user and password, which go to MLflow's own variables instead
     (MLFLOW_TRACKING_USERNAME/_PASSWORD, unless set): MLflow prints its tracking URI in run
     links and messages, so a password in it would be shown."""
-    if not uri.startswith(("http://", "https://")):
+    if not is_server(uri):
         return uri
     clean, user, password = without_credentials(uri)
     if user is not None:
@@ -90,6 +90,11 @@ def dvc_experiment_tags() -> dict[str, str]:
     """The DVC experiment this stage runs for (``dvc exp run`` names it in the environment)."""
     names = {"DVC_EXP_NAME": "dvc_experiment", "DVC_EXP_BASELINE_REV": "dvc_baseline_rev"}
     return {tag: os.environ[variable] for variable, tag in names.items() if variable in os.environ}
+
+
+def is_server(uri: str) -> bool:
+    """A tracking server, which has its own artifact store, rather than a database or folder."""
+    return uri.startswith(("http://", "https://"))
 
 
 def check_server(uri: str) -> None:
@@ -114,15 +119,17 @@ def check_server(uri: str) -> None:
 def connect(params: TrackingParams) -> str | None:
     """Point MLflow at the store and experiment of ``params``; return the experiment id."""
     uri = _credentials_to_environment(tracking_uri(params))
-    if uri.startswith(("http://", "https://")):
+    if is_server(uri):
         check_server(uri)
     mlflow.set_tracking_uri(uri)
     if _LAUNCHED_BY_MLFLOW_RUN:
         return None  # MLflow takes the run and experiment that `mlflow run` chose
     try:
         root = _dvc_root()
-        if root and uri == tracking_uri(TrackingParams()) and not _experiment_exists(params):
-            # Artifacts beside the store, not in the working directory of a temporary copy.
+        if root and not is_server(uri) and not _experiment_exists(params):
+            # A local store keeps artifacts in mlruns/ of the working directory: the
+            # repository's, not that of a queued experiment's temporary copy. A server keeps
+            # them in its own artifact store.
             mlflow.create_experiment(params.experiment, (root / "mlruns").as_uri())
         return mlflow.set_experiment(params.experiment).experiment_id
     except Exception as error:  # any store failure: bad URI, locked or corrupt database

@@ -12,12 +12,15 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
+import sqlalchemy
 
+from depthseg.core.errors import first_line
 from depthseg.core.params import Params
+from depthseg.core.secrets import redact
 from depthseg.tracking import service as tracking
 from depthseg.tuning.objective import Objective, check_space
 from depthseg.tuning.results import finish
-from depthseg.tuning.storage import TuneError, open_study
+from depthseg.tuning.storage import TuneError, open_study, storage_url
 
 
 class CircuitBreaker:
@@ -45,6 +48,29 @@ class CircuitBreaker:
                 "fix the cause, then run tune.py again to continue the study"
             )
             study.stop()
+
+
+def _storage_failure(error: BaseException) -> BaseException | None:
+    """The database error behind ``error``, if there is one (the driver's own, which says
+    what happened), however deep: Optuna may raise another error while handling it (5.0 raises
+    UnboundLocalError when a trial's last read fails)."""
+    chain: list[BaseException] = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    database = [
+        found
+        for found in chain
+        if isinstance(
+            found, (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
+        )
+    ]
+    drivers = [
+        found.orig
+        for found in database
+        if isinstance(found, sqlalchemy.exc.DBAPIError) and found.orig is not None
+    ]
+    return (drivers or database or [None])[-1]
 
 
 def run_study(
@@ -76,6 +102,18 @@ def run_study(
         except KeyboardInterrupt:  # Optuna has marked the running trial FAIL
             interrupted = True
             print("\ntune: interrupted; the study so far:")
+        except Exception as error:
+            cause = _storage_failure(error)
+            if cause is None:
+                raise
+            # The database went away (a restart, the network): what it holds is kept.
+            raise TuneError(
+                redact(
+                    f"tune: lost the Optuna storage {storage_url(storage, base.tune)} "
+                    f"({first_line(cause)[:300]}); its finished trials are kept: run tune.py "
+                    "again once it answers, to continue the study"
+                )
+            ) from None
         finish(study, base, folder)
     if interrupted:
         raise KeyboardInterrupt

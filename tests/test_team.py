@@ -28,6 +28,9 @@ def test_a_clone_that_pulls_has_nothing_to_reproduce(pipeline, tmp_path: Path) -
     project, env = pipeline
     first = clone_project(project, tmp_path / "first")
     env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{first / 'tracking.db'}"}
+    # The committed results, as after `dvc repro` and a commit (other tests change the copy).
+    run(["git", "reset", "-q", "--hard"], first, env)
+    run(["dvc", "checkout", "--force"], first, env)
     origin, remote = tmp_path / "origin.git", tmp_path / "dvc-remote"
     run(["git", "init", "-q", "--bare", str(origin)], tmp_path, env)
     run(["git", "remote", "add", "origin", str(origin)], first, env)

@@ -12,7 +12,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
-from depthseg.core.errors import DepthsegError
+from depthseg.core.errors import DepthsegError, first_line
 from depthseg.core.files import replaced_atomically
 from depthseg.core.params import ImageSize, ModelWidth, Params
 from depthseg.engine.compute import TrainingError
@@ -58,7 +58,7 @@ def load_trained(weights: Path, card: Path) -> tuple[nn.Module, dict[str, Any]]:
     try:
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     except (RuntimeError, pickle.UnpicklingError, OSError, EOFError) as error:
-        reason = str(error).strip().splitlines()[0][:300]
+        reason = first_line(error)[:300]
         raise DepthsegError(
             f"{weights}: not the weights of a width-{details.width:g} DSResNet ({reason})"
         ) from None

@@ -114,12 +114,11 @@ def postgres_server() -> Iterator[Postgres]:
     folder = Path(tempfile.mkdtemp(prefix="depthseg-postgres-"))
     server = Postgres(folder, free_port(), secrets.token_hex(8))
     try:
-        if os.geteuid() == 0:
-            shutil.chown(folder, "postgres", "postgres")
         password_file = folder / "password"
         password_file.write_text(server.password)
         if os.geteuid() == 0:
-            shutil.chown(password_file, "postgres", "postgres")
+            for path in (folder, password_file):
+                shutil.chown(path, "postgres", "postgres")
         _as_postgres(
             [str(POSTGRES_BIN / "initdb"), "-D", str(folder / "data"), "-U", "postgres",
              f"--pwfile={password_file}", "--auth-local=trust", "--auth-host=scram-sha-256",

@@ -47,6 +47,20 @@ def test_repository_params_file_is_valid() -> None:
     assert isinstance(load_params(REPO_PARAMS), Params)
 
 
+def test_the_schema_and_params_yaml_hold_the_same_defaults() -> None:
+    """params.yaml is what users edit and DVC tracks; the schema's defaults are what code and
+    tests get from ``parse_params({})``: each key must be in both, with one value."""
+    written = flatten(read_params_file(REPO_PARAMS))
+    declared = flatten(Params())
+    in_file = flatten(load_params(REPO_PARAMS))
+    # The search space's entries are free-form (log and choices may be left out).
+    missing = sorted(k for k in declared.keys() - written.keys() if not k.startswith("tune.space."))
+    assert not missing, f"params.yaml lacks these keys of the schema: {missing}"
+    differing = {k: (in_file[k], v) for k, v in declared.items() if in_file.get(k, v) != v}
+    assert not differing, f"params.yaml value vs schema default: {differing}"
+    assert in_file == declared
+
+
 @pytest.mark.parametrize(
     ("raw", "key", "allowed"),
     [
@@ -198,7 +212,9 @@ def test_flatten_nested_mapping() -> None:
 
 
 def test_flatten_params_round_trips_through_overrides() -> None:
-    params = parse_params({"train": {"epochs": 3, "image_sizes": [32, 64]}})
+    # Search-space keys hold dots themselves, so flattening them cannot be undone: leave them out.
+    raw_params = {"train": {"epochs": 3, "image_sizes": [32, 64]}, "tune": {"space": {}}}
+    params = parse_params(raw_params)
     flat = flatten(params)
     assert flat["train.epochs"] == 3
     assert flat["train.image_sizes"] == [32, 64]
@@ -207,6 +223,7 @@ def test_flatten_params_round_trips_through_overrides() -> None:
     raw: dict[str, Any] = {}
     for key, value in flat.items():
         apply_override(raw, key, value)
+    apply_override(raw, "tune.space", {})  # an empty mapping flattens to no key at all
     assert parse_params(raw) == params
 
 

@@ -164,9 +164,9 @@ class SchedulerParams(Section):
 
 
 class AugmentParams(Section):
-    photometric: bool = False
+    photometric: bool = True
     photometric_p: Fraction = 0.5
-    geometric: bool = False
+    geometric: bool = True
     flip_p: Fraction = 0.5
     shift: Annotated[float, Field(ge=0.0, le=0.3)] = 0.05
     scale: Annotated[float, Field(ge=0.0, le=0.3)] = 0.1
@@ -186,12 +186,12 @@ class TrainParams(Section):
     epochs: PositiveInt = 8
     batch_size: PositiveInt = 16
     # Progressive resizing: the image size of each epoch; the last one repeats.
-    image_sizes: Annotated[list[ImageSize], Field(min_length=1)] = [64, 64, 64, 64, 96, 96, 96, 96]
+    image_sizes: Annotated[list[ImageSize], Field(min_length=1)] = [64, 64, 64, 96, 96, 96, 96, 96]
     train_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     # Scenes drawn per epoch (shuffled passes over the train split, the last one cut short);
     # None: each training scene once. A fixed number gives small datasets as many steps as
     # large ones, and a time per epoch that does not grow with the data.
-    scenes_per_epoch: PositiveInt | None = None
+    scenes_per_epoch: PositiveInt | None = 2400
     optimizer: OptimizerParams = OptimizerParams()
     scheduler: SchedulerParams = SchedulerParams()
     augment: AugmentParams = AugmentParams()
@@ -281,7 +281,15 @@ class TuneParams(Section):
     heartbeat_interval: PositiveInt = 30
     grace_period: PositiveInt = 120
     budget: TrialBudget = TrialBudget()
-    space: dict[str, SearchDimension] = Field(default_factory=dict)
+    space: dict[str, SearchDimension] = Field(
+        default_factory=lambda: {
+            "loss.depth.rmse": SearchDimension(low=0.0, high=4.0),
+            "loss.depth.ssim": SearchDimension(low=0.0, high=4.0),
+            "loss.mask.bce": SearchDimension(low=0.0, high=2.0),
+            "loss.mask.dice": SearchDimension(low=0.0, high=4.0),
+            "train.optimizer.lr": SearchDimension(low=0.005, high=0.2, log=True),
+        }
+    )
 
 
 class LRFindParams(Section):

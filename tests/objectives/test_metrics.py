@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from depthseg.objectives import metrics as metrics_module
-from depthseg.objectives.metrics import METRIC_NAMES, SegDepthMetrics
+from depthseg.objectives.metrics import METRIC_NAMES, SegDepthMetrics, score
 
 
 def _images(*images: list[list[float]]) -> torch.Tensor:
@@ -127,3 +127,13 @@ def test_the_device_side_never_uses_float64(monkeypatch: pytest.MonkeyPatch) -> 
     rows = metrics.update(half, half, half, half)
     assert made == [torch.float32] and len(rows) == 2
     assert metrics._totals.dtype == torch.float64
+
+
+def test_every_score_rule_ranks_the_better_model_higher() -> None:
+    sharper_mask = {"mask_iou": 0.9, "depth_rmse": 0.05}
+    sharper_depth = {"mask_iou": 0.8, "depth_rmse": 0.02}
+    assert score(sharper_mask) == pytest.approx(0.85)
+    assert score(sharper_mask, "mask_iou") > score(sharper_depth, "mask_iou")
+    assert score(sharper_depth, "depth_rmse") > score(sharper_mask, "depth_rmse")
+    with pytest.raises(ValueError, match="unknown score rule 'iou'"):
+        score(sharper_mask, "iou")

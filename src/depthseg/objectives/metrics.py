@@ -8,7 +8,7 @@ per-image values), so they do not depend on how the split is cut into batches.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -168,3 +168,14 @@ class SegDepthMetrics:
         metrics = {name: value.item() for name, value in _pooled_metrics(totals).items()}
         metrics["mask_soft_iou"] = self._soft_iou_sum / self._num_images
         return {name: metrics[name] for name in METRIC_NAMES}
+
+
+def score(metrics: Mapping[str, float], rule: str = "iou_minus_rmse") -> float:
+    """One number that ranks models, higher is better: the champion rule (``registry.score``) and
+    the single tuning objective (``iou_minus_rmse`` on the val split, where both terms lie in
+    [0, 1] and neither depends on the loss weights being searched)."""
+    iou, rmse = metrics["mask_iou"], metrics["depth_rmse"]
+    ranks = {"iou_minus_rmse": iou - rmse, "mask_iou": iou, "depth_rmse": -rmse}
+    if rule not in ranks:
+        raise ValueError(f"unknown score rule {rule!r}: expected one of {', '.join(ranks)}")
+    return float(ranks[rule])

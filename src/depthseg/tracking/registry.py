@@ -2,7 +2,7 @@
 
 The image model is logged into its training run here, with the serving limits of
 ``params.yaml`` as its ``model_config``: changing a limit logs and registers it again without
-training again. Each version is tagged with its test metrics, the fingerprint of the data it was
+training again. Each version is tagged with its test metrics, the hash of the scenes it was
 tested on, the git commit and the params. The alias ``candidate`` always points at the newest
 version; ``champion`` moves to it only when it beats the champion on ``registry.score`` by more
 than ``registry.min_improvement``, measured on the same test data, or when it is the champion's
@@ -24,12 +24,12 @@ from mlflow.tracking import MlflowClient
 
 from depthseg.core.params import Params, RegistryParams, flatten
 from depthseg.core.secrets import redact, redacted_values
-from depthseg.objectives.metrics import METRIC_NAMES
+from depthseg.objectives.metrics import METRIC_NAMES, score
 from depthseg.tracking.service import TrackingError, connect, git_commit, log_model
 
 CANDIDATE, CHAMPION = "candidate", "champion"
 #: Tags every version carries; the score is the one the champion rule compares.
-SCORE_TAG, TEST_DATA_TAG = "score", "test_data_fingerprint"
+SCORE_TAG, TEST_DATA_TAG = "score", "evaluated_scenes_hash"
 #: Sections of params.yaml that decide what model training produces.
 MODEL_SECTIONS = ("data", "index", "model", "loss", "train")
 
@@ -51,16 +51,6 @@ class Decision:
     champion: int  # the champion's version after the decision
     promoted: bool
     reason: str
-
-
-def score(metrics: dict[str, float], rule: RegistryParams) -> float:
-    """Higher is better, whatever the rule."""
-    values = {
-        "iou_minus_rmse": metrics["mask_iou"] - metrics["depth_rmse"],
-        "mask_iou": metrics["mask_iou"],
-        "depth_rmse": -metrics["depth_rmse"],
-    }
-    return values[rule.score]
 
 
 def _champion(client: MlflowClient, name: str) -> ModelVersion | None:
@@ -103,14 +93,14 @@ def register(params: Params, run_id: str, metrics: dict[str, Any], model: ModelF
     client = MlflowClient()
     rule = params.registry
     name = rule.model_name
-    new_score = score(metrics, rule)
+    new_score = score(metrics, rule.score)
     model_params = redacted_values(
         {k: v for k, v in flatten(params).items() if k.split(".")[0] in MODEL_SECTIONS}
     )
     tags = {
         **{f"test_{key}": str(metrics[key]) for key in METRIC_NAMES},
         SCORE_TAG: f"{new_score:.6f}",
-        TEST_DATA_TAG: metrics["data_fingerprint"],
+        TEST_DATA_TAG: metrics["evaluated_scenes_hash"],
         "git_commit": git_commit(),
         "mlflow_run_id": run_id,
         "params": json.dumps(model_params, sort_keys=True, default=str),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,24 +14,24 @@ import pandas as pd
 from depthseg.core.errors import DepthsegError
 from depthseg.core.params import Params, SearchDimension, apply_override, parse_params
 from depthseg.core.secrets import redact
-from depthseg.engine.callbacks import EpochReport
+from depthseg.engine.assembly import build_run
+from depthseg.engine.callbacks import EpochCallback, EpochReport
 from depthseg.engine.loop import Trainer
+from depthseg.engine.preview import Preview
+from depthseg.objectives.metrics import score
 from depthseg.tracking import service as tracking
-from depthseg.tracking.callbacks import log_epoch
+from depthseg.tracking.callbacks import epoch_logger
+from depthseg.tracking.service import TrackedRun
 from depthseg.tuning.storage import TuneError, trial_sampler
 
 #: The single objective: both in [0, 1], neither depends on the loss weights being searched.
 SCORE = "val_mask_iou - val_depth_rmse"
 
 
-def score(report: EpochReport) -> float:
-    return report.val["mask_iou"] - report.val["depth_rmse"]
-
-
 def objective_values(report: EpochReport, objective: str) -> float | tuple[float, float]:
     if objective == "pareto":
         return report.val["mask_iou"], report.val["depth_rmse"]
-    return score(report)
+    return score(report.val)
 
 
 def suggest(trial: optuna.Trial, space: dict[str, SearchDimension]) -> dict[str, Any]:
@@ -97,42 +96,41 @@ class Objective:
             raise
         tags = {"optuna_study": trial.study.study_name, "optuna_trial": str(trial.number)}
         # The run records the params the trial really trained with, budget included.
-        with tracking.start_run(params, run_name=f"trial {trial.number}", tags=tags, nested=True):
+        with tracking.start_run(
+            params, run_name=f"trial {trial.number}", tags=tags, nested=True
+        ) as run:
             try:
-                history = self._train(trial, params)
+                history = self._train(trial, params, run)
             except optuna.TrialPruned:
-                tracking.set_tags({"optuna_state": "PRUNED"})
+                run.set_tags({"optuna_state": "PRUNED"})
                 pruned = True
             except Exception as error:
                 trial.set_user_attr("fail_reason", _reason(error))
-                tracking.set_tags({"optuna_state": "FAIL", "optuna_fail_reason": _reason(error)})
+                run.set_tags({"optuna_state": "FAIL", "optuna_fail_reason": _reason(error)})
                 raise
             else:
-                tracking.set_tags({"optuna_state": "COMPLETE"})
+                run.set_tags({"optuna_state": "COMPLETE"})
                 pruned = False
         if pruned:
             raise optuna.TrialPruned
         return objective_values(history[-1], self.base.tune.objective)
 
-    def _train(self, trial: optuna.Trial, params: Params) -> list[EpochReport]:
+    def _train(self, trial: optuna.Trial, params: Params, run: TrackedRun) -> list[EpochReport]:
         with tempfile.TemporaryDirectory(prefix="depthseg-trial-") as checkpoints:
             trainer = Trainer(
-                params,
-                self.table,
-                self.archive_path,
-                Path(checkpoints),
-                callbacks=[log_epoch, self._reporter(trial, self.base.tune.objective)],
+                build_run(params, self.table, self.archive_path, Path(checkpoints)),
+                [epoch_logger(run), self._reporter(trial, self.base.tune.objective)],
             )
             return trainer.fit()
 
     @staticmethod
-    def _reporter(trial: optuna.Trial, objective: str) -> Callable[[Trainer, EpochReport], None]:
-        def report(trainer: Trainer, epoch: EpochReport) -> None:
-            if not math.isfinite(score(epoch)):
+    def _reporter(trial: optuna.Trial, objective: str) -> EpochCallback:
+        def report(epoch: EpochReport, _preview: Preview) -> None:
+            if not math.isfinite(score(epoch.val)):
                 raise TuneError(f"validation metrics are not finite in epoch {epoch.epoch}")
             if objective == "pareto":  # Optuna cannot prune multi-objective trials
                 return
-            trial.report(score(epoch), epoch.epoch)
+            trial.report(score(epoch.val), epoch.epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned
 

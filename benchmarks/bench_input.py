@@ -28,6 +28,7 @@ from depthseg.core.params import IndexParams, load_params
 from depthseg.core.paths import INDEX_FILE
 from depthseg.data.archive import pack_folder
 from depthseg.data.indexing import build_index, read_index
+from depthseg.engine.assembly import build_run
 from depthseg.engine.loop import Trainer
 
 RELEASE_ROWS = 400_000
@@ -48,7 +49,7 @@ def training_loader(
         f"train.image_sizes=[{size}]", "train.batch_size=16",
         *([] if augment else ["train.augment.photometric=false", "train.augment.geometric=false"]),
     ])  # fmt: skip
-    return Trainer(params, table, archive, folder).train_batches(1, size)
+    return Trainer(build_run(params, table, archive, folder)).train_batches(1, size)
 
 
 def scenes_per_second(batches: DataLoader, rounds: int) -> float:

@@ -2,7 +2,7 @@
 minute for several workers on one study.
 
 Per epoch, a training records its metrics and the prediction grid of the validation previews
-(`tracking/callbacks.log_epoch`); this times that record, image upload included, against each
+(`tracking/callbacks.epoch_logger`); this times that record, image upload included, against each
 ``--tracking-uri`` (e.g. the local SQLite store and an `mlflow server`). Then, with
 ``--storage``, 1, 2 and 4 `tune.py` workers run on one new study each, on the tiny budget below,
 and the table gives finished trials per minute of wall time (worker start-up included). The
@@ -46,11 +46,12 @@ def per_epoch_seconds(uri: str, epochs: int) -> float:
     ``uri``, until the store has all of them."""
     service.connect(TrackingParams(tracking_uri=uri, experiment="bench-team"))
     grid = np.random.default_rng(0).integers(0, 256, GRID_SHAPE, dtype=np.uint8)
-    with mlflow.start_run():
+    with mlflow.start_run() as active:
+        run = service.TrackedRun(active.info.run_id)
         start = time.perf_counter()
         for epoch in range(1, epochs + 1):
-            service.log_metrics(dict.fromkeys(METRICS, 1.0 / epoch), step=epoch)
-            service.log_image(grid, key="val_predictions", step=epoch)
+            run.log_metrics(dict.fromkeys(METRICS, 1.0 / epoch), step=epoch)
+            run.log_image(grid, key="val_predictions", step=epoch)
         mlflow.flush_artifact_async_logging()
         elapsed = time.perf_counter() - start
     return elapsed / epochs

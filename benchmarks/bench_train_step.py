@@ -31,6 +31,7 @@ from torch.profiler import ProfilerActivity, profile
 from depthseg.core.params import load_params
 from depthseg.core.paths import INDEX_FILE
 from depthseg.data.indexing import read_index
+from depthseg.engine.assembly import build_run
 from depthseg.engine.loop import Trainer
 
 #: The variant params.yaml's defaults amount to (on this CPU: bf16, as precision is auto).
@@ -61,7 +62,7 @@ def make_trainer(
         f"train.device={device}", "train.workers=0", "train.resume=false",
     ])  # fmt: skip
     table, archive = read_index(INDEX_FILE)
-    trainer = Trainer(params, table, archive, folder)
+    trainer = Trainer(build_run(params, table, archive, folder))
     trainer.model.train()
     batch = next(iter(trainer.train_batches(1, size)))
     for _ in range(3):  # warm-up (and compilation)

@@ -77,13 +77,13 @@ def test_kill_9_in_training_then_dvc_repro_continues_to_the_same_weights(
     # The clone's checkpoints are of the 2-epoch fixture run: a finished run, not resumed.
     kill_when(lambda: 2 <= checkpointed_epoch(project) < 6, ["dvc", "repro"], project, env)
     killed_at = checkpointed_epoch(project)
-    run_id = torch.load(project / "models/checkpoints/last.pt", weights_only=True)["extra"]
+    run_id = (project / "models/checkpoints/mlflow_run_id.txt").read_text().strip()
     printed = run(["dvc", "repro"], project, env).stdout
     assert f"after epoch {killed_at}" in printed  # resumed, not started again
     history = pd.read_csv(project / "results/train/history.csv")
     assert history["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
     card = json.loads((project / "models/model.json").read_text())
-    assert card["run_id"] == run_id["run_id"]  # the killed run, continued
+    assert card["run_id"] == run_id  # the killed run, continued
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     record = client.get_run(card["run_id"])
     assert record.info.status == "FINISHED"

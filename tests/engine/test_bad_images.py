@@ -12,6 +12,7 @@ from depthseg.core.params import IndexParams, SplitParams, parse_params
 from depthseg.data import layout
 from depthseg.data.image_header import ImageError
 from depthseg.data.indexing import build_index
+from depthseg.engine.assembly import build_run
 from depthseg.engine.loop import Trainer
 
 BAD_SCENE = "bg003_fg001_01"
@@ -39,7 +40,14 @@ def params(**train: object):
     return parse_params(
         {
             "model": {"width": 0.125},
-            "train": {"epochs": 1, "image_sizes": [32], "batch_size": 4, "workers": 2, **train},
+            "train": {
+                "epochs": 1,
+                "image_sizes": [32],
+                "scenes_per_epoch": None,
+                "batch_size": 4,
+                "workers": 2,
+                **train,
+            },
         }
     )
 
@@ -49,7 +57,7 @@ def test_a_truncated_jpeg_stops_training_with_one_line_naming_it(
 ) -> None:
     member = layout.scene_member(BAD_SCENE)
     table, archive = release_with(make_release, make_zip, tmp_path, member, truncated)
-    trainer = Trainer(params(), table, archive, tmp_path / "checkpoints")
+    trainer = Trainer(build_run(params(), table, archive, tmp_path / "checkpoints"))
     with pytest.raises(ImageError) as caught:
         trainer.fit()
     message = str(caught.value)
@@ -62,7 +70,9 @@ def test_a_bad_image_is_skipped_and_counted_when_asked(
 ) -> None:
     member = layout.scene_member(BAD_SCENE)
     table, archive = release_with(make_release, make_zip, tmp_path, member, truncated)
-    trainer = Trainer(params(on_bad_image="skip"), table, archive, tmp_path / "checkpoints")
+    trainer = Trainer(
+        build_run(params(on_bad_image="skip"), table, archive, tmp_path / "checkpoints")
+    )
     (report,) = trainer.fit()
     assert report.skipped_scenes == 1
     assert report.metrics()["skipped_scenes"] == 1
@@ -85,6 +95,6 @@ def test_a_damaged_archive_fails_its_crc_check(make_release, make_zip, tmp_path:
     # Flip a byte inside the member's data, after its local header: same size, other CRC.
     raw[int(row["bg_fg_offset"]) + 30 + len(member) + 200] ^= 0xFF
     archive.write_bytes(bytes(raw))
-    trainer = Trainer(params(), table, archive, tmp_path / "checkpoints")
+    trainer = Trainer(build_run(params(), table, archive, tmp_path / "checkpoints"))
     with pytest.raises(ImageError, match=rf"scene {BAD_SCENE}: .*{member} fails its CRC-32 check"):
         trainer.fit()

@@ -12,9 +12,11 @@ from mlflow.tracking import MlflowClient
 from repro_project import clone_project, project_env, run
 
 from depthseg.core.params import parse_params
-from depthseg.engine.checkpoints import Checkpoints
+from depthseg.engine.callbacks import EpochReport
+from depthseg.engine.checkpoints import Checkpoints, Resumed, Trainables
 from depthseg.engine.compute import TrainingError
 from depthseg.engine.distributed import ProcessGroup, run_in_processes, torchrun_command
+from depthseg.engine.recipe import LRSchedule
 
 #: One process with the global batch of two processes of 8 each.
 GLOBAL_BATCH = 16
@@ -66,8 +68,14 @@ def test_totals_are_summed_over_the_processes_and_kept_in_one(tmp_path: Path) ->
 
 def test_a_checkpoint_of_another_number_of_processes_is_not_resumed(tmp_path: Path) -> None:
     params = parse_params({})
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    trainables = Trainables(
+        model, optimizer, LRSchedule(optimizer, params.train, 4), torch.amp.GradScaler("cpu")
+    )
+    report = EpochReport(1, 64, 0.1, 1.0, 1.0, {}, 10.0, 1.0)
     two = Checkpoints(tmp_path, params, "data", processes=2)
-    two.save({"epoch": 1, "model": {}}, kept=False)
+    two.save(trainables, Resumed([report], None), kept=False)
     one = Checkpoints(tmp_path, params, "data", processes=1)
     with pytest.raises(TrainingError, match=r"run\.processes"):
         one.resumable(torch.device("cpu"), True)

@@ -10,6 +10,7 @@ import torch
 
 from depthseg.core.params import LOSS_PRESET_NAMES, Params, parse_params
 from depthseg.engine import compute
+from depthseg.engine.assembly import build_run
 from depthseg.engine.callbacks import EpochReport
 from depthseg.engine.compute import (
     ComputeSetup,
@@ -19,12 +20,14 @@ from depthseg.engine.compute import (
     select_device,
 )
 from depthseg.engine.loop import Trainer
+from depthseg.engine.preview import Preview
 from depthseg.engine.recipe import loss_weights
 from depthseg.objectives.losses import LOSS_PRESETS
 
 TINY_TRAIN = {
     "epochs": 2,
     "image_sizes": [32, 64],
+    "scenes_per_epoch": None,  # each training scene once
     "batch_size": 4,
     "workers": 0,
     "preview_images": 2,
@@ -43,7 +46,7 @@ class StopAfter:
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __call__(self, trainer: Trainer, report: EpochReport) -> None:
+    def __call__(self, report: EpochReport, _preview: Preview) -> None:
         if report.epoch == self.epoch:
             raise KeyboardInterrupt
 
@@ -55,7 +58,8 @@ def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
 def test_same_params_give_the_same_metrics(tiny_index, tmp_path: Path) -> None:
     table, archive = tiny_index
     runs = [
-        Trainer(tiny_params(epochs=1), table, archive, tmp_path / name).fit() for name in ("a", "b")
+        Trainer(build_run(tiny_params(epochs=1), table, archive, tmp_path / name)).fit()
+        for name in ("a", "b")
     ]
     assert runs[0][0].val == runs[1][0].val
     assert runs[0][0].train_loss == runs[1][0].train_loss
@@ -63,8 +67,8 @@ def test_same_params_give_the_same_metrics(tiny_index, tmp_path: Path) -> None:
 
 def test_another_seed_gives_other_weights(tiny_index, tmp_path: Path) -> None:
     table, archive = tiny_index
-    first = Trainer(tiny_params(epochs=1), table, archive, tmp_path / "a")
-    second = Trainer(tiny_params(epochs=1, seed=1), table, archive, tmp_path / "b")
+    first = Trainer(build_run(tiny_params(epochs=1), table, archive, tmp_path / "a"))
+    second = Trainer(build_run(tiny_params(epochs=1, seed=1), table, archive, tmp_path / "b"))
     first.fit(), second.fit()
     assert any(not torch.equal(weights(first)[k], weights(second)[k]) for k in weights(first))
 
@@ -73,16 +77,16 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
     tiny_index, tmp_path: Path
 ) -> None:
     table, archive = tiny_index
-    whole = Trainer(tiny_params(), table, archive, tmp_path / "whole")
+    whole = Trainer(build_run(tiny_params(), table, archive, tmp_path / "whole"))
     whole.fit()
 
-    interrupted = Trainer(tiny_params(), table, archive, tmp_path / "cut", [StopAfter(1)])
-    interrupted.extra["run_id"] = "kept across the interruption"
+    interrupted = Trainer(
+        build_run(tiny_params(), table, archive, tmp_path / "cut"), [StopAfter(1)]
+    )
     with pytest.raises(KeyboardInterrupt):
         interrupted.fit()
-    resumed = Trainer(tiny_params(resume=True), table, archive, tmp_path / "cut")
+    resumed = Trainer(build_run(tiny_params(resume=True), table, archive, tmp_path / "cut"))
     assert resumed.first_epoch == 2
-    assert resumed.extra == {"run_id": "kept across the interruption"}
     assert [r.epoch for r in resumed.fit()] == [1, 2]
 
     expected, got = weights(whole), weights(resumed)
@@ -93,16 +97,16 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
 
 def test_resume_refuses_a_checkpoint_trained_with_other_params(tiny_index, tmp_path) -> None:
     table, archive = tiny_index
-    Trainer(tiny_params(epochs=1), table, archive, tmp_path).fit()
+    Trainer(build_run(tiny_params(epochs=1), table, archive, tmp_path)).fit()
     changed = {"resume": True, "optimizer": {"name": "sgd", "lr": 0.02}}
     with pytest.raises(TrainingError, match=r"train\.optimizer"):
-        Trainer(tiny_params(**changed), table, archive, tmp_path)
+        Trainer(build_run(tiny_params(**changed), table, archive, tmp_path))
 
 
 def interrupted_after_epoch_1(tiny_index, folder: Path, **train: object) -> None:
     table, archive = tiny_index
     with pytest.raises(KeyboardInterrupt):
-        Trainer(tiny_params(**train), table, archive, folder, [StopAfter(1)]).fit()
+        Trainer(build_run(tiny_params(**train), table, archive, folder), [StopAfter(1)]).fit()
 
 
 def test_auto_resume_continues_an_unfinished_run_and_restarts_a_finished_one(
@@ -110,17 +114,19 @@ def test_auto_resume_continues_an_unfinished_run_and_restarts_a_finished_one(
 ) -> None:
     table, archive = tiny_index
     interrupted_after_epoch_1(tiny_index, tmp_path)
-    assert Trainer(tiny_params(resume="auto"), table, archive, tmp_path).first_epoch == 2
-    assert Trainer(tiny_params(resume=False), table, archive, tmp_path).first_epoch == 1
-    Trainer(tiny_params(resume="auto"), table, archive, tmp_path).fit()  # finishes epoch 2
-    assert Trainer(tiny_params(resume="auto"), table, archive, tmp_path).first_epoch == 1
+    assert Trainer(build_run(tiny_params(resume="auto"), table, archive, tmp_path)).first_epoch == 2
+    assert Trainer(build_run(tiny_params(resume=False), table, archive, tmp_path)).first_epoch == 1
+    Trainer(
+        build_run(tiny_params(resume="auto"), table, archive, tmp_path)
+    ).fit()  # finishes epoch 2
+    assert Trainer(build_run(tiny_params(resume="auto"), table, archive, tmp_path)).first_epoch == 1
 
 
 def test_auto_resume_starts_afresh_when_params_changed(tiny_index, tmp_path, capsys) -> None:
     table, archive = tiny_index
     interrupted_after_epoch_1(tiny_index, tmp_path)
     other = tiny_params(resume="auto", optimizer={"name": "sgd", "lr": 0.02})
-    assert Trainer(other, table, archive, tmp_path).first_epoch == 1
+    assert Trainer(build_run(other, table, archive, tmp_path)).first_epoch == 1
     assert "train.optimizer" in capsys.readouterr().out
 
 
@@ -130,10 +136,17 @@ def test_onecycle_refuses_more_epochs_but_a_step_schedule_extends(tiny_index, tm
     interrupted_after_epoch_1(tiny_index, tmp_path / "onecycle", **onecycle)
     with pytest.raises(TrainingError, match=r"train\.epochs"):
         Trainer(
-            tiny_params(epochs=3, resume=True, **onecycle), table, archive, tmp_path / "onecycle"
+            build_run(
+                tiny_params(epochs=3, resume=True, **onecycle),
+                table,
+                archive,
+                tmp_path / "onecycle",
+            )
         )
     interrupted_after_epoch_1(tiny_index, tmp_path / "step")
-    longer = Trainer(tiny_params(epochs=3, resume=True), table, archive, tmp_path / "step")
+    longer = Trainer(
+        build_run(tiny_params(epochs=3, resume=True), table, archive, tmp_path / "step")
+    )
     assert longer.first_epoch == 2
     assert [report.epoch for report in longer.fit()] == [1, 2, 3]
 
@@ -142,13 +155,13 @@ def test_resume_refuses_a_checkpoint_of_other_data(tiny_index, tmp_path) -> None
     table, archive = tiny_index
     interrupted_after_epoch_1(tiny_index, tmp_path)
     reindexed = table.assign(split=table["split"].replace({"val": "test", "test": "val"}))
-    with pytest.raises(TrainingError, match=r"data\.fingerprint"):
-        Trainer(tiny_params(resume=True), reindexed, archive, tmp_path)
+    with pytest.raises(TrainingError, match=r"data\.split_assignment_hash"):
+        Trainer(build_run(tiny_params(resume=True), reindexed, archive, tmp_path))
 
 
 def test_resume_without_checkpoint_starts_from_the_first_epoch(tiny_index, tmp_path) -> None:
     table, archive = tiny_index
-    trainer = Trainer(tiny_params(resume=True), table, archive, tmp_path / "none")
+    trainer = Trainer(build_run(tiny_params(resume=True), table, archive, tmp_path / "none"))
     assert trainer.first_epoch == 1
 
 
@@ -157,7 +170,9 @@ def test_the_kept_epoch_is_the_best_among_those_at_the_final_size(
 ) -> None:
     table, archive = tiny_index
     # Epoch 1 at 32 px, epochs 2-4 at 64 px: only the last three compete.
-    trainer = Trainer(tiny_params(epochs=4, image_sizes=[32, 64]), table, archive, tmp_path)
+    trainer = Trainer(
+        build_run(tiny_params(epochs=4, image_sizes=[32, 64]), table, archive, tmp_path)
+    )
     history = trainer.fit()
     final_size = [report for report in history if report.image_size == 64]
     assert [report.epoch for report in final_size] == [2, 3, 4]
@@ -179,7 +194,7 @@ def test_the_kept_epoch_is_the_best_among_those_at_the_final_size(
 def test_keep_epoch_last_keeps_the_final_weights(tiny_index, tmp_path: Path) -> None:
     table, archive = tiny_index
     params = tiny_params(epochs=3, image_sizes=[32, 64], keep_epoch="last")
-    trainer = Trainer(params, table, archive, tmp_path)
+    trainer = Trainer(build_run(params, table, archive, tmp_path))
     trainer.fit()
     final = weights(trainer)
     assert trainer.best is trainer.history[-1]
@@ -197,7 +212,7 @@ def test_every_optimizer_and_scheduler_trains(tiny_index, tmp_path, optimizer, s
         scheduler={"name": scheduler},
         augment={"photometric": True, "geometric": True},
     )
-    (report,) = Trainer(params, table, archive, tmp_path).fit()
+    (report,) = Trainer(build_run(params, table, archive, tmp_path)).fit()
     assert report.train_loss > 0 and 0 <= report.val["mask_iou"] <= 1
 
 
@@ -205,14 +220,14 @@ def test_a_diverging_loss_stops_training_with_advice(tiny_index, tmp_path: Path)
     table, archive = tiny_index
     params = tiny_params(epochs=1, optimizer={"name": "sgd", "lr": 10.0, "momentum": 0.99})
     with pytest.raises(TrainingError, match=r"at step \d+ of epoch 1: lower train\.optimizer\.lr"):
-        Trainer(params, table, archive, tmp_path).fit()
+        Trainer(build_run(params, table, archive, tmp_path)).fit()
 
 
 def test_training_needs_train_and_val_scenes(tiny_index, tmp_path: Path) -> None:
     table, archive = tiny_index
     only_train = table.assign(split="train")
     with pytest.raises(TrainingError, match="0 validation"):
-        Trainer(tiny_params(), only_train, archive, tmp_path)
+        Trainer(build_run(tiny_params(), only_train, archive, tmp_path))
 
 
 def test_scenes_per_epoch_sets_the_steps_of_every_epoch(tiny_index, tmp_path) -> None:
@@ -221,9 +236,10 @@ def test_scenes_per_epoch_sets_the_steps_of_every_epoch(tiny_index, tmp_path) ->
     params = tiny_params(
         epochs=2, scenes_per_epoch=3 * train_scenes, scheduler={"name": "onecycle"}
     )
-    trainer = Trainer(params, table, archive, tmp_path)
-    assert len(trainer.train_loader) == 3 * train_scenes // 4  # batches of 4, last one dropped
-    assert trainer.schedule.scheduler.total_steps == 2 * len(trainer.train_loader)
+    trainer = Trainer(build_run(params, table, archive, tmp_path))
+    batches = trainer.parts.train.loader
+    assert len(batches) == 3 * train_scenes // 4  # batches of 4, last one dropped
+    assert trainer.schedule.scheduler.total_steps == 2 * len(batches)
     trainer.fit()  # OneCycle refuses a step beyond its total: the epochs ran as many as planned
 
 
@@ -233,7 +249,7 @@ class WorkerProcesses:
     def __init__(self) -> None:
         self.seen: list[set[int]] = []
 
-    def __call__(self, trainer: Trainer, report: EpochReport) -> None:
+    def __call__(self, report: EpochReport, _preview: Preview) -> None:
         self.seen.append({child.pid for child in psutil.Process().children()})
 
 
@@ -242,10 +258,11 @@ def test_loader_workers_live_across_epochs_and_read_each_epoch_at_its_size(
 ) -> None:
     table, archive = tiny_index
     augment = {"geometric": True, "photometric": True}
-    in_process = Trainer(tiny_params(augment=augment), table, archive, tmp_path / "a")
+    in_process = Trainer(build_run(tiny_params(augment=augment), table, archive, tmp_path / "a"))
     workers = WorkerProcesses()
     persistent = Trainer(
-        tiny_params(workers=1, augment=augment), table, archive, tmp_path / "b", [workers]
+        build_run(tiny_params(workers=1, augment=augment), table, archive, tmp_path / "b"),
+        [workers],
     )
     reports = in_process.fit(), persistent.fit()
     assert len(workers.seen[0]) == 2  # one train and one validation worker, never restarted
@@ -260,8 +277,8 @@ def test_loader_workers_live_across_epochs_and_read_each_epoch_at_its_size(
 
 def test_train_fraction_uses_a_seeded_share_of_the_train_split(tiny_index, tmp_path) -> None:
     table, archive = tiny_index
-    trainer = Trainer(tiny_params(train_fraction=0.5), table, archive, tmp_path)
-    assert len(trainer.train_set) == round((table["split"] == "train").sum() * 0.5)
+    trainer = Trainer(build_run(tiny_params(train_fraction=0.5), table, archive, tmp_path))
+    assert len(trainer.parts.train.scenes) == round((table["split"] == "train").sum() * 0.5)
 
 
 def test_auto_picks_cuda_then_mps_then_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -337,9 +354,13 @@ def test_a_loss_preset_replaces_the_weights() -> None:
 def test_a_compiled_network_trains_like_the_eager_one(tiny_index, tmp_path: Path) -> None:
     table, archive = tiny_index
     one_size = {"epochs": 1, "image_sizes": [32], "precision": "fp32"}
-    eager = Trainer(tiny_params(**one_size), table, archive, tmp_path / "eager")
-    compiled = Trainer(tiny_params(**one_size, compile=True), table, archive, tmp_path / "compiled")
-    assert compiled.network is not compiled.model  # the compiled wrapper, sharing the weights
+    eager = Trainer(build_run(tiny_params(**one_size), table, archive, tmp_path / "eager"))
+    compiled = Trainer(
+        build_run(tiny_params(**one_size, compile=True), table, archive, tmp_path / "compiled")
+    )
+    assert compiled.parts.train_forward is not compiled.model  # compiled, sharing the weights
     (eager_report,), (compiled_report,) = eager.fit(), compiled.fit()
-    assert compiled_report.val_loss == pytest.approx(eager_report.val_loss, rel=1e-3)
+    # Kernels fused by the compiler round differently: measured 0.15% apart after one epoch of
+    # the default (augmented) recipe; a broken compilation is off by far more.
+    assert compiled_report.val_loss == pytest.approx(eager_report.val_loss, rel=1e-2)
     assert set(compiled.model.state_dict()) == set(eager.model.state_dict())  # no wrapper prefix

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from depthseg.core.params import LRFindParams, parse_params
+from depthseg.engine.assembly import build_run
 from depthseg.engine.compute import TrainingError
 from depthseg.engine.loop import Trainer
 from depthseg.engine.lr_range import lr_at, range_test, steepest_descent
@@ -16,9 +17,12 @@ from depthseg.engine.lr_range import lr_at, range_test, steepest_descent
 def trainer(tiny_index, folder: Path) -> Trainer:
     table, archive = tiny_index
     params = parse_params(
-        {"model": {"width": 0.125}, "train": {"batch_size": 4, "workers": 0, "epochs": 1}}
+        {
+            "model": {"width": 0.125},
+            "train": {"batch_size": 4, "workers": 0, "epochs": 1, "scenes_per_epoch": None},
+        }
     )
-    return Trainer(params, table, archive, folder)
+    return Trainer(build_run(params, table, archive, folder))
 
 
 def test_the_lr_grows_exponentially_from_start_to_end() -> None:

@@ -58,7 +58,7 @@ def test_mlflow_run_records_params_epochs_artifacts_and_a_loadable_model(pipelin
     assert client.get_experiment(run.info.experiment_id).name == "depthseg"
     assert run.data.params["train.epochs"] == "2"
     assert run.data.params["loss.mask.dice"] == "2.0"
-    assert len(run.data.tags["data_fingerprint"]) == 12
+    assert len(run.data.tags["index_hash"]) == 12
     assert run.data.tags["git_commit"] != "unknown"
     val_loss = client.get_metric_history(run.info.run_id, "val_loss")
     assert [point.step for point in val_loss] == [1, 2]
@@ -96,7 +96,7 @@ def test_register_makes_the_evaluated_model_the_first_champion(pipeline) -> None
     assert decision["score"] == round(evaluation["mask_iou"] - evaluation["depth_rmse"], 6)
     version = MlflowClient().get_model_version_by_alias("depthseg", "champion")
     assert version.run_id == evaluation["mlflow_run_id"]
-    assert version.tags["test_data_fingerprint"] == evaluation["data_fingerprint"]
+    assert version.tags["evaluated_scenes_hash"] == evaluation["evaluated_scenes_hash"]
     with zipfile.ZipFile(project / "data/raw/modest.zip") as archive:
         bg, scene = archive.read("bg/bg001.jpeg"), archive.read("bg_fg/bg001_fg001_01.jpeg")
     model = mlflow.pyfunc.load_model("models:/depthseg@champion")

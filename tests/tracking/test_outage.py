@@ -86,8 +86,7 @@ def test_a_replay_that_fails_half_way_goes_on_from_there_the_next_time(
 
 def test_an_image_kept_for_later_is_written_whole(tmp_path: Path) -> None:
     image = np.random.default_rng(0).integers(0, 256, (16, 24, 3), dtype=np.uint8)
-    with outage.tolerating(tmp_path / "backlog.jsonl"):
-        kept = Path(outage.keep_image(image, "val_predictions", 3))
+    kept = Path(outage.Backlog(tmp_path / "backlog.jsonl").keep_image(image, "val_predictions", 3))
     assert kept.name == "backlog-val_predictions-3.png"
     np.testing.assert_array_equal(np.asarray(Image.open(kept)), image)
     assert [path.name for path in tmp_path.iterdir()] == [kept.name]

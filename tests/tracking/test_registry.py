@@ -28,9 +28,9 @@ def jpeg() -> bytes:
 
 def trained_run(params) -> str:
     """A finished training run, as train leaves one."""
-    with tracking.start_run(params) as run_id:
-        tracking.log_metrics({"val_loss": 0.5}, step=1)
-    return run_id
+    with tracking.start_run(params) as run:
+        run.log_metrics({"val_loss": 0.5}, step=1)
+    return run.id
 
 
 def model_files(saved_model) -> registry.ModelFiles:
@@ -39,7 +39,7 @@ def model_files(saved_model) -> registry.ModelFiles:
 
 def evaluated(iou: float, rmse: float, data: str = "test-data-1") -> dict:
     names = dict.fromkeys(registry.METRIC_NAMES, 0.5)
-    return {**names, "mask_iou": iou, "depth_rmse": rmse, "data_fingerprint": data}
+    return {**names, "mask_iou": iou, "depth_rmse": rmse, "evaluated_scenes_hash": data}
 
 
 def register_sequence(params, saved_model) -> list[registry.Decision]:
@@ -62,7 +62,7 @@ def check_registry(decisions: list[registry.Decision], params) -> None:
     assert int(client.get_model_version_by_alias("depthseg", "champion").version) == 2
     assert int(client.get_model_version_by_alias("depthseg", "candidate").version) == 4
     tags = client.get_model_version("depthseg", "2").tags
-    assert tags["test_mask_iou"] == "0.85" and tags["test_data_fingerprint"] == "test-data-1"
+    assert tags["test_mask_iou"] == "0.85" and tags["evaluated_scenes_hash"] == "test-data-1"
     assert tags["score"] == "0.770000" and tags["git_commit"]
     assert json.loads(tags["params"])["train.optimizer.lr"] == params.train.optimizer.lr
 

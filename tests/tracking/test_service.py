@@ -60,16 +60,17 @@ def test_a_run_records_flat_params_tags_metrics_and_the_model(store: str, saved_
     Image.fromarray(np.full((40, 60, 3), 90, np.uint8)).save(scene, "JPEG")
     example = input_example(scene.getvalue(), scene.getvalue())
     params = parse_params({"model": {"width": 0.125}, "tracking": {"experiment": "unit"}})
-    with tracking.start_run(params, tags={"data_fingerprint": "abc"}) as run_id:
-        tracking.log_metrics({"val_loss": 0.5}, step=1)
-        tracking.log_metrics({"val_loss": 0.25}, step=2)
-        tracking.log_image(np.zeros((8, 8, 3), np.uint8), key="val_predictions", step=1)
+    with tracking.start_run(params, tags={"index_hash": "abc"}) as tracked:
+        run_id = tracked.id
+        tracked.log_metrics({"val_loss": 0.5}, step=1)
+        tracked.log_metrics({"val_loss": 0.25}, step=2)
+        tracked.log_image(np.zeros((8, 8, 3), np.uint8), key="val_predictions", step=1)
         model_uri = tracking.log_model(*saved_model, example, LIMITS)
     client = MlflowClient(store)
     run = client.get_run(run_id)
     assert run.data.params["model.width"] == "0.125"
     assert run.data.params["train.optimizer.name"] == "sgd"
-    assert run.data.tags["data_fingerprint"] == "abc"
+    assert run.data.tags["index_hash"] == "abc"
     history = client.get_metric_history(run_id, "val_loss")
     assert [(p.step, p.value) for p in history] == [(1, 0.5), (2, 0.25)]
     assert mlflow.get_logged_model(model_uri.split("/")[-1]).source_run_id == run_id

@@ -20,3 +20,5 @@ REGISTER_DECISION = Path("results/register/decision.json")
 TUNE_RESULTS = Path("results/tune")
 LR_FIND_RESULTS = Path("results/lr_find")
 MLFLOW_BACKLOG = Path("models/checkpoints/mlflow_backlog.jsonl")
+#: The MLflow run of the training that models/checkpoints/last.pt belongs to (the train stage's).
+MLFLOW_RUN_ID = Path("models/checkpoints/mlflow_run_id.txt")

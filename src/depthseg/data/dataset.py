@@ -16,6 +16,7 @@ from depthseg.data import layout
 from depthseg.data.archive import ArchiveError, MemberReader
 from depthseg.data.decoding import ImageError, decode_image
 from depthseg.data.sampling import SceneKey
+from depthseg.data.scene_images import image_ranges, read_image
 from depthseg.data.transforms import binary_mask, chw_tensor
 
 #: Decoded backgrounds each process keeps (at 160 px, 77 KB each).
@@ -66,10 +67,7 @@ class SceneDataset(Dataset[dict[str, torch.Tensor]]):
         # Numbers and fixed-width bytes, no Python objects: forked workers read them without
         # touching reference counts, so the pages stay shared (400,000 rows, several workers).
         self.scenes = _packed(table["scene"])
-        self.ranges = {
-            kind: table[[f"{kind}_offset", f"{kind}_size", f"{kind}_crc"]].to_numpy(np.int64)
-            for kind in layout.IMAGE_KINDS
-        }
+        self.ranges = {kind: image_ranges(table, kind) for kind in layout.IMAGE_KINDS}
         self.names = {kind: _packed(table[kind]) for kind in layout.IMAGE_KINDS}
         self.reader = MemberReader(archive_path)
         # Backgrounds repeat across scenes (100 behind the release's 400,000): each process
@@ -84,12 +82,13 @@ class SceneDataset(Dataset[dict[str, torch.Tensor]]):
         return len(self.scenes)
 
     def _read(self, kind: str, index: int, image_size: int, mode: str) -> np.ndarray:
-        offset, length, crc = (int(value) for value in self.ranges[kind][index])
+        image_range = self.ranges[kind][index]
+        offset = int(image_range[0])
         if kind == "bg" and (cached := self.backgrounds.get((offset, image_size))) is not None:
             return cached
         name = self.names[kind][index].decode()
         try:
-            data = self.reader.read_checked(offset, length, crc, name)
+            data = read_image(self.reader, image_range, name)
         except ArchiveError as error:
             raise ImageError(str(error)) from None
         pixels = decode_image(data, image_size, mode, f"{self.reader.path}:{name}")

@@ -335,12 +335,12 @@ def read_index(path: Path) -> tuple[pd.DataFrame, Path]:
     return arrow.to_pandas(), archive_path
 
 
-def fingerprint(path: Path) -> str:
-    """Short hash of the index file: which data a run was trained on."""
+def index_file_hash(path: Path) -> str:
+    """Short hash of the index file's bytes: which data, split how, a run was trained on."""
     return hashlib.md5(path.read_bytes()).hexdigest()[:12]
 
 
-def rows_fingerprint(rows: pd.DataFrame) -> str:
+def scene_contents_hash(rows: pd.DataFrame) -> str:
     """Short hash of which scenes, with which image contents (their CRC-32s): the test data."""
     columns = ["scene", *(f"{kind}_crc" for kind in layout.IMAGE_KINDS)]
     text = rows[columns].sort_values("scene").to_csv(index=False)

@@ -35,6 +35,7 @@ from depthseg.data.image_header import (
     ImageTooLarge,
     checked_header,
 )
+from depthseg.data.scene_images import range_columns, read_image
 
 #: The mode each kind of image must have.
 EXPECTED_MODES = {"bg": "RGB", "bg_fg": "RGB", "mask": "L", "depth": "L"}
@@ -61,6 +62,8 @@ class _Job(NamedTuple):
 
 
 _MODES = tuple(EXPECTED_MODES.values())
+#: Where an image lies, in the columns of the distinct images' table.
+_RANGE = ("offset", "size", "crc")
 
 
 @contextmanager
@@ -102,13 +105,8 @@ def _decode_problem(data: bytes, header: ImageHeader, member: str, stderr: int) 
 def _check(
     reader: MemberReader, member: str, ranges: np.ndarray, mode: str, job: _Job, stderr: int
 ) -> ImageCheck:
-    offset, size, crc = (int(value) for value in ranges)
     try:
-        data = (
-            reader.read_checked(offset, size, crc, member)
-            if job.decode
-            else reader.read(offset, size)
-        )
+        data = read_image(reader, ranges, member, check=job.decode)
         header = checked_header(data, member, job.limits)
     except ArchiveError as error:
         return ImageCheck(member, "unreadable_image", str(error))
@@ -142,9 +140,7 @@ def _distinct_images(table: pd.DataFrame) -> pd.DataFrame:
         pd.DataFrame(
             {
                 "member": table[kind],
-                "offset": table[f"{kind}_offset"],
-                "size": table[f"{kind}_size"],
-                "crc": table[f"{kind}_crc"],
+                **dict(zip(_RANGE, (table[column] for column in range_columns(kind)), strict=True)),
                 "mode": _MODES.index(EXPECTED_MODES[kind]),
             }
         )
@@ -155,7 +151,7 @@ def _distinct_images(table: pd.DataFrame) -> pd.DataFrame:
 
 def _jobs(archive_path: Path, images: pd.DataFrame, limits: LimitsParams, decode: bool):
     members = np.array(images["member"].str.encode("utf-8").tolist(), dtype=np.bytes_)
-    ranges = images[["offset", "size", "crc"]].to_numpy(np.int64)
+    ranges = images[list(_RANGE)].to_numpy(np.int64)
     modes = images["mode"].to_numpy(np.int8)
     for at in range(0, len(images), _CHUNK):
         chunk = slice(at, at + _CHUNK)

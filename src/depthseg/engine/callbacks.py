@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from depthseg.engine.loop import Trainer
+    from depthseg.engine.preview import Preview
 
 
 @dataclass
@@ -46,5 +46,5 @@ class EpochReport:
         )
 
 
-#: Called with the trainer and the report after each epoch has been checkpointed.
-EpochCallback = Callable[["Trainer", EpochReport], None]
+#: Called with the epoch's report and its preview after each epoch has been checkpointed.
+EpochCallback = Callable[[EpochReport, "Preview"], None]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,50 @@ from torch import nn
 from depthseg.core.errors import DepthsegError, first_line
 from depthseg.core.files import replaced_atomically
 from depthseg.core.params import ImageSize, ModelWidth, Params
+from depthseg.engine.callbacks import EpochReport
 from depthseg.engine.compute import TrainingError
+from depthseg.engine.recipe import LRSchedule
 from depthseg.models.dsresnet import DSResNet
 from depthseg.models.mirror_averaged import MirrorAveraged
 
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
+
+
+@dataclass(frozen=True)
+class Trainables:
+    """What changes as a run trains, and what a checkpoint saves and restores of it."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    scaler: torch.amp.GradScaler
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """Where a resumed run stands: the epochs done and the one kept so far."""
+
+    history: list[EpochReport]
+    best: EpochReport | None
+
+    @property
+    def next_epoch(self) -> int:
+        return self.history[-1].epoch + 1 if self.history else 1
 
 
 def save_atomically(payload: Any, path: Path) -> None:
@@ -66,13 +105,13 @@ def load_trained(weights: Path, card: Path) -> tuple[nn.Module, dict[str, Any]]:
     return network.eval(), details.model_dump()
 
 
-def data_fingerprint(table: pd.DataFrame) -> str:
-    """Which scenes, in which splits: a re-index with another split gives another value."""
+def split_assignment_hash(table: pd.DataFrame) -> str:
+    """Short hash of which scenes are in which split: a re-index with another split changes it."""
     rows = (table["scene"] + ":" + table["split"]).str.cat(sep="\n")
     return hashlib.md5(rows.encode()).hexdigest()[:12]
 
 
-def resume_key(params: Params, data: str, processes: int = 1) -> dict[str, Any]:
+def resume_key(params: Params, splits_hash: str, processes: int = 1) -> dict[str, Any]:
     """What must not change between a run and its resumption. ``train.epochs`` may grow for
     every schedule but OneCycle, whose shape is fixed by the total number of steps; the number
     of DDP processes may not (it sets the steps per epoch)."""
@@ -84,33 +123,56 @@ def resume_key(params: Params, data: str, processes: int = 1) -> dict[str, Any]:
         "model": params.model.model_dump(exclude={"mirror_average"}),  # prediction only
         "loss": params.loss.model_dump(),
         "train": train,
-        "data": {"fingerprint": data},
+        "data": {"split_assignment_hash": splits_hash},
         "run": {"processes": processes},
     }
 
 
 class Checkpoints:
-    """``last.pt`` and ``best.pt`` in ``folder``, for a training with ``params`` on ``data``."""
+    """``last.pt`` and ``best.pt`` in ``folder``, for a training with ``params`` on the scenes
+    whose split assignment hashes to ``splits_hash``."""
 
-    def __init__(self, folder: Path, params: Params, data: str, processes: int = 1) -> None:
+    def __init__(self, folder: Path, params: Params, splits_hash: str, processes: int = 1) -> None:
         self.folder = folder
-        self.key = resume_key(params, data, processes)
+        self.key = resume_key(params, splits_hash, processes)
         self.epochs = params.train.epochs
 
     @property
     def last(self) -> Path:
         return self.folder / LAST_CHECKPOINT
 
-    def save(self, state: dict[str, Any], kept: bool) -> None:
-        """Write the epoch's full ``state`` as the last checkpoint; its weights as best.pt too when
-        they are the ones kept (``train.keep_epoch``)."""
+    def save(self, trainables: Trainables, done: Resumed, kept: bool) -> None:
+        """Write the state after the last epoch of ``done`` as the last checkpoint; its weights as
+        best.pt too when they are the ones kept (``train.keep_epoch``)."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        state = trainables.state_dict()
+        epoch = done.history[-1].epoch
         if kept:
             save_atomically(
-                {"epoch": state["epoch"], "model": state["model"]},
-                self.folder / BEST_CHECKPOINT,
+                {"epoch": epoch, "model": state["model"]}, self.folder / BEST_CHECKPOINT
             )
-        save_atomically({**state, "resume_key": self.key}, self.last)
+        save_atomically(
+            {
+                **state,
+                "epoch": epoch,
+                "history": [asdict(report) for report in done.history],
+                "best_epoch": done.best.epoch if done.best else None,
+                "resume_key": self.key,
+            },
+            self.last,
+        )
+
+    def resume(self, trainables: Trainables, device: torch.device, mode: str | bool) -> Resumed:
+        """Load the last checkpoint into ``trainables`` when ``train.resume`` (``mode``) says so;
+        say where the run stands (no epoch done when it starts afresh)."""
+        state = self.resumable(device, mode)
+        if state is None:
+            return Resumed([], None)
+        trainables.load_state_dict(state)
+        history = [EpochReport(**report) for report in state["history"]]
+        best = next((r for r in history if r.epoch == state["best_epoch"]), None)
+        print(f"train.resume: continuing {self.last} after epoch {state['epoch']}")
+        return Resumed(history, best)
 
     def _changed(self, saved: dict[str, Any]) -> list[str]:
         return sorted(

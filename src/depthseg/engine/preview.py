@@ -3,6 +3,8 @@ depth, as an RGB uint8 image for MLflow and the evaluate stage's files."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from matplotlib import colormaps
@@ -79,3 +81,21 @@ def predict_scenes(
     bg, bg_fg, depth, mask = setup.inputs(batch)
     depth_pred, mask_prob = setup.predict(model, bg, bg_fg)
     return prediction_grid(batch["bg_fg"], mask, mask_prob, depth, depth_pred)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What an epoch callback may draw: the network's predictions on ``count`` fixed scenes of
+    ``scenes`` (the validation split), without reaching into the trainer."""
+
+    model: nn.Module
+    scenes: SceneDataset
+    count: int
+    setup: ComputeSetup
+
+    def grid(self, image_size: int) -> np.ndarray | None:
+        """The prediction grid at ``image_size``; None when no scene is wanted or readable."""
+        if self.count == 0:
+            return None
+        indices = evenly_spaced(len(self.scenes), self.count)
+        return predict_scenes(self.model, self.scenes, indices, image_size, self.setup)

@@ -22,7 +22,7 @@ from depthseg.core.paths import (
     MODEL_WEIGHTS,
 )
 from depthseg.data.dataset import SceneDataset, collate_scenes
-from depthseg.data.indexing import read_index, rows_fingerprint
+from depthseg.data.indexing import read_index, scene_contents_hash
 from depthseg.engine.checkpoints import load_trained
 from depthseg.engine.compute import ComputeSetup
 from depthseg.engine.evaluation import evaluate_split
@@ -54,7 +54,7 @@ def evaluate(params: Params) -> dict[str, Any]:
         pin_memory=setup.device.type == "cuda",
         collate_fn=collate_scenes,
     )
-    with tracking.start_run(params, run_id=card["run_id"]):
+    with tracking.start_run(params, run_id=card["run_id"]) as run:
         result = evaluate_split(model, loader, build_loss(params.loss), setup, per_image=True)
         metrics = {
             **result.metrics,
@@ -63,7 +63,7 @@ def evaluate(params: Params) -> dict[str, Any]:
             "image_size": size,
             "skipped_scenes": result.skipped,
             "mlflow_run_id": card["run_id"],
-            "data_fingerprint": rows_fingerprint(rows),
+            "evaluated_scenes_hash": scene_contents_hash(rows),
         }
         write_json(EVALUATE_METRICS, metrics)
         scores = pd.DataFrame(result.per_image).set_index("index")
@@ -71,12 +71,12 @@ def evaluate(params: Params) -> dict[str, Any]:
         with replaced_atomically(EVALUATE_PER_IMAGE) as partial:
             per_image.to_csv(partial, index=False, float_format="%.6g")
         _write_predictions(model, dataset, rows, config.prediction_images, setup)
-        tracking.log_metrics({f"{config.split}_{k}": v for k, v in result.metrics.items()})
-        tracking.log_artifact(EVALUATE_METRICS, "evaluate")
-        tracking.log_artifact(EVALUATE_PER_IMAGE, "evaluate")
+        run.log_metrics({f"{config.split}_{k}": v for k, v in result.metrics.items()})
+        run.log_artifact(EVALUATE_METRICS, "evaluate")
+        run.log_artifact(EVALUATE_PER_IMAGE, "evaluate")
         if EVALUATE_PREDICTIONS.is_dir():
             for image in sorted(EVALUATE_PREDICTIONS.iterdir()):
-                tracking.log_artifact(image, "evaluate/predictions")
+                run.log_artifact(image, "evaluate/predictions")
     return metrics
 
 

@@ -13,6 +13,7 @@ from depthseg.core.params import Params, apply_override, parse_params
 from depthseg.core.params_edit import set_param
 from depthseg.core.paths import INDEX_FILE, LR_FIND_RESULTS
 from depthseg.data.indexing import read_index
+from depthseg.engine.assembly import build_run
 from depthseg.engine.loop import Trainer
 from depthseg.engine.lr_range import RangeTestResult, range_test
 from depthseg.tracking import service as tracking
@@ -31,18 +32,20 @@ def lr_find(params: Params, params_file: Path, apply: bool = False) -> RangeTest
     apply_override(raw, "train.resume", False)
     params = parse_params(raw, "lr_find params")
     with tempfile.TemporaryDirectory(prefix="depthseg-lr-find-") as checkpoints:
-        trainer = Trainer(params, table, archive_path, Path(checkpoints))
+        trainer = Trainer(build_run(params, table, archive_path, Path(checkpoints)))
         result = range_test(trainer, params.lr_find)
     LR_FIND_RESULTS.mkdir(parents=True, exist_ok=True)
     with replaced_atomically(LR_FIND_RESULTS / "curve.csv") as partial:
         result.curve.to_csv(partial, index=False, float_format="%.6g")
     _plot(result, LR_FIND_RESULTS / "curve.png")
     write_json(LR_FIND_RESULTS / "summary.json", result.summary())
-    with tracking.start_run(params, run_name="lr range test", tags={"depthseg_job": "lr_find"}):
-        tracking.log_series({name: result.curve[name].tolist() for name in _SERIES})
-        tracking.log_metrics({k: float(v) for k, v in result.summary().items()})
+    with tracking.start_run(
+        params, run_name="lr range test", tags={"depthseg_job": "lr_find"}
+    ) as run:
+        run.log_series({name: result.curve[name].tolist() for name in _SERIES})
+        run.log_metrics({k: float(v) for k, v in result.summary().items()})
         for name in ("curve.csv", "curve.png", "summary.json"):
-            tracking.log_artifact(LR_FIND_RESULTS / name, "lr_find")
+            run.log_artifact(LR_FIND_RESULTS / name, "lr_find")
     if apply:
         set_param(params_file, LR_KEY, float(f"{result.suggested_lr:.2g}"))
     return result

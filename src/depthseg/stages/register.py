@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from depthseg.core.errors import DepthsegError
@@ -22,6 +23,7 @@ from depthseg.core.paths import (
 )
 from depthseg.data.archive import MemberReader
 from depthseg.data.indexing import read_index
+from depthseg.data.scene_images import range_columns, read_image
 from depthseg.serving.pyfunc import input_example
 from depthseg.tracking.registry import Decision, ModelFiles
 from depthseg.tracking.registry import register as register_version
@@ -52,12 +54,9 @@ def _example_scene(table: pd.DataFrame, archive_path: Path) -> pd.DataFrame:
     first = (validation if len(validation) else table).sort_values("scene").iloc[0]
     reader = MemberReader(archive_path)
     images = {
-        kind: reader.read_checked(
-            int(first[f"{kind}_offset"]), int(first[f"{kind}_size"]), int(first[f"{kind}_crc"]),
-            first[kind],
-        )
+        kind: read_image(reader, first[range_columns(kind)].to_numpy(np.int64), first[kind])
         for kind in ("bg", "bg_fg")
-    }  # fmt: skip
+    }
     return input_example(images["bg"], images["bg_fg"])
 
 

@@ -14,19 +14,20 @@ from depthseg.core.paths import (
     CHECKPOINT_DIR,
     INDEX_FILE,
     MLFLOW_BACKLOG,
+    MLFLOW_RUN_ID,
     MODEL_CARD,
     MODEL_WEIGHTS,
     TRAIN_HISTORY,
     TRAIN_METRICS,
 )
-from depthseg.data.indexing import fingerprint, read_index
+from depthseg.data.indexing import index_file_hash, read_index
+from depthseg.engine.assembly import build_run
 from depthseg.engine.checkpoints import save_atomically
 from depthseg.engine.distributed import process_group
 from depthseg.engine.loop import Trainer
 from depthseg.models.dsresnet import count_parameters
-from depthseg.tracking import outage
 from depthseg.tracking import service as tracking
-from depthseg.tracking.callbacks import log_epoch, log_missed_epochs
+from depthseg.tracking.callbacks import epoch_logger, log_missed_epochs
 
 
 def train(params: Params, params_file: Path) -> dict[str, Any] | None:
@@ -37,26 +38,32 @@ def train(params: Params, params_file: Path) -> dict[str, Any] | None:
     """
     table, archive_path = read_index(INDEX_FILE)
     with process_group(params.train.device) as group:
-        trainer = Trainer(
-            params, table, archive_path, CHECKPOINT_DIR, callbacks=[log_epoch], group=group
-        )
+        trainer = Trainer(build_run(params, table, archive_path, CHECKPOINT_DIR, group=group))
         if not group.is_main:
             trainer.fit()
             return None
         return _train_and_record(trainer, params, params_file)
 
 
+def _resumed_run_id(trainer: Trainer) -> str | None:
+    """The MLflow run to continue: the one of the checkpoint the trainer resumes, if any."""
+    if trainer.first_epoch == 1 or not MLFLOW_RUN_ID.is_file():
+        return None
+    return MLFLOW_RUN_ID.read_text().strip() or None
+
+
 def _train_and_record(trainer: Trainer, params: Params, params_file: Path) -> dict[str, Any]:
-    data_fingerprint = fingerprint(INDEX_FILE)
-    tags = {"data_fingerprint": data_fingerprint, **tracking.dvc_experiment_tags()}
-    with (
-        outage.tolerating(MLFLOW_BACKLOG),
-        tracking.start_run(params, run_id=trainer.extra.get("run_id"), tags=tags) as run_id,
-    ):
-        trainer.extra["run_id"] = run_id
-        if missed := log_missed_epochs(trainer.history):
+    index_hash = index_file_hash(INDEX_FILE)
+    tags = {"index_hash": index_hash, **tracking.dvc_experiment_tags()}
+    resumed = _resumed_run_id(trainer)
+    with tracking.start_run(params, run_id=resumed, tags=tags, backlog=MLFLOW_BACKLOG) as run:
+        run_id = run.id
+        with replaced_atomically(MLFLOW_RUN_ID) as partial:
+            partial.write_text(run_id + "\n")
+        if missed := log_missed_epochs(run, trainer.history):
             print(f"train: logged epochs {missed} that the interrupted run had not recorded")
-        tracking.log_artifact(params_file)
+        trainer.callbacks.append(epoch_logger(run))
+        run.log_artifact(params_file)
         started = time.perf_counter()
         history = trainer.fit()
         seconds = time.perf_counter() - started
@@ -71,7 +78,7 @@ def _train_and_record(trainer: Trainer, params: Params, params_file: Path) -> di
             "best_epoch": trainer.best.epoch,
             "keep_epoch": params.train.keep_epoch,
             "run_id": run_id,
-            "data_fingerprint": data_fingerprint,
+            "index_hash": index_hash,
         }
         write_json(MODEL_CARD, card)
         metrics = {
@@ -89,8 +96,8 @@ def _train_and_record(trainer: Trainer, params: Params, params_file: Path) -> di
             pd.DataFrame([{"epoch": r.epoch, **r.metrics()} for r in history]).to_csv(
                 partial, index=False
             )
-        tracking.log_metrics({f"best_{k}": v for k, v in trainer.best.metrics().items()})
-        tracking.log_metrics({"model_parameters": metrics["model_parameters"]})
-        tracking.log_artifact(MODEL_WEIGHTS)
-        tracking.log_artifact(MODEL_CARD)
+        run.log_metrics({f"best_{k}": v for k, v in trainer.best.metrics().items()})
+        run.log_metrics({"model_parameters": metrics["model_parameters"]})
+        run.log_artifact(MODEL_WEIGHTS)
+        run.log_artifact(MODEL_CARD)
     return metrics

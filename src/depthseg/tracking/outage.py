@@ -1,8 +1,9 @@
 """A tracking store that stops answering during a training must not cost the training.
 
-Inside ``tolerating(path)`` every MLflow call of the service goes through ``guarded``: the first
-failure (after MLflow's own brief retries) is reported once, later calls are not even tried, and
-each call not made is appended to a backlog file (JSON lines; images as PNG beside it). The stage
+A run opened with a ``Backlog`` (``service.start_run(..., backlog=path)``) sends every call
+through ``Backlog.guarded``: the first failure (after MLflow's own brief retries) is reported
+once, later calls are not even tried, and each call not made is appended to the backlog file
+(JSON lines; images as PNG beside it). The stage
 then finishes with its outputs. ``replay(path)`` logs the backlog into the run once the store
 answers again (``python src/sync_mlflow.py``).
 """
@@ -11,8 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,14 @@ BRIEF_RETRIES = {
 
 
 class Backlog:
-    """The calls not made, in order, for the run ``run_id``."""
+    """The calls of the run ``run_id`` not made since the store stopped answering, in order."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.run_id: str | None = None
         self.failure: str | None = None
+        for variable, value in BRIEF_RETRIES.items():
+            os.environ.setdefault(variable, value)
 
     def record(self, kind: str, payload: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,58 +51,31 @@ class Backlog:
             handle.flush()
             os.fsync(handle.fileno())
 
+    def keep_image(self, image: np.ndarray, key: str, step: int) -> str:
+        """Save an image that could not be logged beside the backlog (whole or not at all);
+        return its path."""
+        path = self.path.with_name(f"{self.path.stem}-{key}-{step}.png")
+        with replaced_atomically(path) as partial:
+            Image.fromarray(image).save(partial, format="PNG")
+        return str(path)
 
-_backlog: Backlog | None = None
-
-
-def keep_image(image: np.ndarray, key: str, step: int) -> str:
-    """Save an image that could not be logged beside the backlog (whole or not at all); return
-    its path."""
-    assert _backlog is not None, "keep_image is for calls guarded while tolerating"
-    path = _backlog.path.with_name(f"{_backlog.path.stem}-{key}-{step}.png")
-    with replaced_atomically(path) as partial:
-        Image.fromarray(image).save(partial, format="PNG")
-    return str(path)
-
-
-@contextmanager
-def tolerating(path: Path) -> Iterator[Backlog]:
-    """Within this block, MLflow failures are recorded in ``path`` instead of raised."""
-    global _backlog
-    for variable, value in BRIEF_RETRIES.items():
-        os.environ.setdefault(variable, value)
-    _backlog = Backlog(path)
-    try:
-        yield _backlog
-    finally:
-        _backlog = None
-
-
-def note_run(run_id: str) -> None:
-    """The run that backlog entries belong to."""
-    if _backlog is not None:
-        _backlog.run_id = run_id
-
-
-def guarded(kind: str, payload: Callable[[], dict[str, Any]], action: Callable[[], Any]) -> None:
-    """Run ``action`` (an MLflow call); inside ``tolerating``, a failure or an earlier one
-    records ``payload()`` in the backlog instead."""
-    backlog = _backlog
-    if backlog is None:
-        action()
-        return
-    if backlog.failure is None:
-        try:
-            action()
-            return
-        except Exception as error:  # any failure of the store: HTTP, database, timeouts
-            backlog.failure = redact(f"{type(error).__name__}: {str(error)[:200]}")
-            print(
-                f"warning: the MLflow store stopped answering ({backlog.failure}); training goes "
-                f"on without it, keeping what is not logged in {backlog.path}; once the store "
-                "is back, `python src/sync_mlflow.py` logs it"
-            )
-    backlog.record(kind, payload())
+    def guarded(
+        self, kind: str, payload: Callable[[], dict[str, Any]], action: Callable[[], Any]
+    ) -> None:
+        """Run ``action`` (an MLflow call); after its failure, or an earlier one, record
+        ``payload()`` instead."""
+        if self.failure is None:
+            try:
+                action()
+                return
+            except Exception as error:  # any failure of the store: HTTP, database, timeouts
+                self.failure = redact(f"{type(error).__name__}: {str(error)[:200]}")
+                print(
+                    f"warning: the MLflow store stopped answering ({self.failure}); training "
+                    f"goes on without it, keeping what is not logged in {self.path}; once the "
+                    "store is back, `python src/sync_mlflow.py` logs it"
+                )
+        self.record(kind, payload())
 
 
 class BacklogError(DepthsegError, ValueError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
@@ -158,6 +158,73 @@ def git_commit() -> str:
     return f"{commit}-dirty" if dirty else commit
 
 
+class TrackedRun:
+    """What one MLflow run records. With a ``backlog``, a store that stops answering costs no
+    call: what is not logged is kept there for ``python src/sync_mlflow.py``."""
+
+    def __init__(self, run_id: str, backlog: outage.Backlog | None = None) -> None:
+        self.id = run_id
+        self.backlog = backlog
+        if backlog is not None:
+            backlog.run_id = run_id
+
+    def _call(
+        self, kind: str, payload: Callable[[], dict[str, Any]], action: Callable[[], Any]
+    ) -> None:
+        if self.backlog is None:
+            action()
+        else:
+            self.backlog.guarded(kind, payload, action)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        values = {key: float(value) for key, value in metrics.items()}
+        stamp = int(time.time() * 1000)  # kept, so that a replay logs the very same points
+        self._call(
+            "metrics",
+            lambda: {"metrics": values, "step": step, "timestamp": stamp},
+            lambda: mlflow.log_metrics(values, step=step, timestamp=stamp, run_id=self.id),
+        )
+
+    def log_image(self, image: np.ndarray, key: str, step: int) -> None:
+        self._call(
+            "image",  # a payload is only asked for where there is a backlog
+            lambda: {"path": self.backlog.keep_image(image, key, step), "folder": "images"},  # type: ignore[union-attr]
+            # Asynchronous: MLflow's artifact queue writes the PNGs while training goes on.
+            lambda: mlflow.log_image(image, key=key, step=step, synchronous=False),
+        )
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        self._call(
+            "artifact",
+            lambda: {"path": str(path.resolve()), "folder": folder},
+            lambda: mlflow.log_artifact(str(path), artifact_path=folder, run_id=self.id),
+        )
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        tags = redacted_values(tags)
+        self._call("tags", lambda: {"tags": tags}, lambda: mlflow.set_tags(tags))
+
+    def end(self, status: str) -> None:
+        self._call("end", lambda: {"status": status}, lambda: mlflow.end_run(status))
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        mlflow.log_params(redacted_values(params), run_id=self.id)
+
+    def log_series(self, series: dict[str, list[float]]) -> None:
+        """Whole metric histories (value i at step i + 1) in one call to the store."""
+        timestamp = int(time.time() * 1000)
+        metrics = [
+            Metric(key, float(value), timestamp, step)
+            for key, values in series.items()
+            for step, value in enumerate(values, start=1)
+        ]
+        MlflowClient().log_batch(self.id, metrics=metrics)
+
+    def logged_steps(self, key: str) -> set[int]:
+        """The steps at which this run has metric ``key``."""
+        return {point.step for point in MlflowClient().get_metric_history(self.id, key)}
+
+
 @contextmanager
 def start_run(
     params: Params,
@@ -166,8 +233,10 @@ def start_run(
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
     nested: bool = False,
-) -> Iterator[str]:
-    """Open a run that records every param, or reopen the run ``run_id``; yield its id."""
+    backlog: Path | None = None,
+) -> Iterator[TrackedRun]:
+    """Open a run that records every param, or reopen the run ``run_id``; yield it. With a
+    ``backlog`` file, the run tolerates a store that stops answering (``tracking/outage.py``)."""
     experiment_id = connect(params.tracking)
     try:
         run = mlflow.start_run(
@@ -186,44 +255,17 @@ def start_run(
                 f"({error.message}): train again against this store (`dvc repro train`)"
             )
         ) from None
-    outage.note_run(run.info.run_id)
+    tracked = TrackedRun(run.info.run_id, outage.Backlog(backlog) if backlog else None)
     status = "FINISHED"
     try:
         if run_id is None:
-            mlflow.log_params(redacted_values(flatten(params)))
-        yield run.info.run_id
+            tracked.log_params(flatten(params))
+        yield tracked
     except BaseException as error:
         status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
         raise
     finally:
-        outage.guarded("end", lambda: {"status": status}, lambda: mlflow.end_run(status))
-
-
-def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
-    values = {key: float(value) for key, value in metrics.items()}
-    stamp = int(time.time() * 1000)  # kept, so that a replay logs the very same points
-    outage.guarded(
-        "metrics",
-        lambda: {"metrics": values, "step": step, "timestamp": stamp},
-        lambda: mlflow.log_metrics(values, step=step, timestamp=stamp),
-    )
-
-
-def log_image(image: np.ndarray, key: str, step: int) -> None:
-    outage.guarded(
-        "image",
-        lambda: {"path": outage.keep_image(image, key, step), "folder": "images"},
-        # Asynchronous: MLflow's artifact queue writes the PNGs while training goes on.
-        lambda: mlflow.log_image(image, key=key, step=step, synchronous=False),
-    )
-
-
-def log_artifact(path: Path, folder: str | None = None) -> None:
-    outage.guarded(
-        "artifact",
-        lambda: {"path": str(path.resolve()), "folder": folder},
-        lambda: mlflow.log_artifact(str(path), artifact_path=folder),
-    )
+        tracked.end(status)
 
 
 def log_model(weights: Path, card: Path, input_example: pd.DataFrame, limits: LimitsParams) -> str:
@@ -241,32 +283,3 @@ def log_model(weights: Path, card: Path, input_example: pd.DataFrame, limits: Li
         model_config=pyfunc.model_config(limits),
     )
     return info.model_uri
-
-
-def set_tags(tags: dict[str, str]) -> None:
-    tags = redacted_values(tags)
-    outage.guarded("tags", lambda: {"tags": tags}, lambda: mlflow.set_tags(tags))
-
-
-def log_params(params: dict[str, Any]) -> None:
-    mlflow.log_params(redacted_values(params))
-
-
-def log_series(series: dict[str, list[float]]) -> None:
-    """Whole metric histories (value i at step i + 1) in one call to the store."""
-    timestamp = int(time.time() * 1000)
-    metrics = [
-        Metric(key, float(value), timestamp, step)
-        for key, values in series.items()
-        for step, value in enumerate(values, start=1)
-    ]
-    run = mlflow.active_run()
-    assert run is not None, "log_series needs an active run"
-    MlflowClient().log_batch(run.info.run_id, metrics=metrics)
-
-
-def logged_steps(key: str) -> set[int]:
-    """The steps at which the active run has metric ``key``."""
-    run = mlflow.active_run()
-    assert run is not None, "logged_steps needs an active run"
-    return {point.step for point in MlflowClient().get_metric_history(run.info.run_id, key)}

@@ -14,7 +14,7 @@ import yaml
 from depthseg.core.files import replaced_atomically
 from depthseg.core.params import Params, apply_override, parse_params
 from depthseg.experiments import dvc_cli
-from depthseg.tracking import service as tracking
+from depthseg.tracking.service import TrackedRun
 from depthseg.tuning.objective import SCORE
 
 matplotlib.use("Agg")
@@ -111,17 +111,17 @@ def summary_table(study: optuna.Study, rows: int = 5) -> str:
     return "\n".join(lines)
 
 
-def finish(study: optuna.Study, base: Params, folder: Path) -> None:
-    """Best params file, plots and the parent run's record; printed summary."""
+def finish(study: optuna.Study, base: Params, folder: Path, run: TrackedRun) -> None:
+    """Best params file, plots and the parent ``run``'s record; printed summary."""
     best = best_trials(study)
     if best:
         command = write_best_params(best[0], base, folder / "best_params.yaml")
-        tracking.log_params({f"best.{key}": value for key, value in best[0].params.items()})
+        run.log_params({f"best.{key}": value for key, value in best[0].params.items()})
         names = ["mask_iou", "depth_rmse"] if len(best[0].values) == 2 else ["score"]
-        tracking.log_metrics(dict(zip([f"best_{n}" for n in names], best[0].values, strict=True)))
-        tracking.log_artifact(folder / "best_params.yaml")
+        run.log_metrics(dict(zip([f"best_{n}" for n in names], best[0].values, strict=True)))
+        run.log_artifact(folder / "best_params.yaml")
     for plot in save_plots(study, folder):
-        tracking.log_artifact(plot, "plots")
+        run.log_artifact(plot, "plots")
     print(summary_table(study))
     if best:
         print(f"best params: {folder / 'best_params.yaml'}\napply them with:\n  {command}")

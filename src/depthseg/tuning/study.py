@@ -90,7 +90,7 @@ def run_study(
     tags = {"optuna_study": study.study_name, "optuna_objective": base.tune.objective}
     interrupted = False
     breaker = CircuitBreaker(base.tune.max_consecutive_failures)
-    with tracking.start_run(base, run_name=f"study {study.study_name}", tags=tags):
+    with tracking.start_run(base, run_name=f"study {study.study_name}", tags=tags) as run:
         try:
             study.optimize(
                 Objective(base, table, archive_path),
@@ -114,7 +114,7 @@ def run_study(
                     "again once it answers, to continue the study"
                 )
             ) from None
-        finish(study, base, folder)
+        finish(study, base, folder, run)
     if interrupted:
         raise KeyboardInterrupt
     if breaker.tripped:

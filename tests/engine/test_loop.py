@@ -353,14 +353,15 @@ def test_a_loss_preset_replaces_the_weights() -> None:
 
 def test_a_compiled_network_trains_like_the_eager_one(tiny_index, tmp_path: Path) -> None:
     table, archive = tiny_index
-    one_size = {"epochs": 1, "image_sizes": [32], "precision": "fp32"}
+    # Augmentation left out: it plays no part in what is compared. With it on (the default),
+    # the two were measured 0.15% apart after one epoch, beyond the 0.1% this test keeps.
+    no_augment = {"photometric": False, "geometric": False}
+    one_size = {"epochs": 1, "image_sizes": [32], "precision": "fp32", "augment": no_augment}
     eager = Trainer(build_run(tiny_params(**one_size), table, archive, tmp_path / "eager"))
     compiled = Trainer(
         build_run(tiny_params(**one_size, compile=True), table, archive, tmp_path / "compiled")
     )
     assert compiled.parts.train_forward is not compiled.model  # compiled, sharing the weights
     (eager_report,), (compiled_report,) = eager.fit(), compiled.fit()
-    # Kernels fused by the compiler round differently: measured 0.15% apart after one epoch of
-    # the default (augmented) recipe; a broken compilation is off by far more.
-    assert compiled_report.val_loss == pytest.approx(eager_report.val_loss, rel=1e-2)
+    assert compiled_report.val_loss == pytest.approx(eager_report.val_loss, rel=1e-3)
     assert set(compiled.model.state_dict()) == set(eager.model.state_dict())  # no wrapper prefix

@@ -13,7 +13,7 @@ from repro_project import clone_project, project_env, run
 
 from depthseg.core.params import parse_params
 from depthseg.engine.callbacks import EpochReport
-from depthseg.engine.checkpoints import Checkpoints, Resumed, Trainables
+from depthseg.engine.checkpoints import Checkpoints, Progress, Trainables
 from depthseg.engine.compute import TrainingError
 from depthseg.engine.distributed import ProcessGroup, run_in_processes, torchrun_command
 from depthseg.engine.recipe import LRSchedule
@@ -75,7 +75,7 @@ def test_a_checkpoint_of_another_number_of_processes_is_not_resumed(tmp_path: Pa
     )
     report = EpochReport(1, 64, 0.1, 1.0, 1.0, {}, 10.0, 1.0)
     two = Checkpoints(tmp_path, params, "data", processes=2)
-    two.save(trainables, Resumed([report], None), kept=False)
+    two.save(trainables, Progress([report], None), kept=False)
     one = Checkpoints(tmp_path, params, "data", processes=1)
     with pytest.raises(TrainingError, match=r"run\.processes"):
         one.resumable(torch.device("cpu"), True)

@@ -51,8 +51,8 @@ class Trainables:
 
 
 @dataclass(frozen=True)
-class Resumed:
-    """Where a resumed run stands: the epochs done and the one kept so far."""
+class Progress:
+    """Where a run stands: the epochs done (none when it starts afresh) and the one kept so far."""
 
     history: list[EpochReport]
     best: EpochReport | None
@@ -141,12 +141,12 @@ class Checkpoints:
     def last(self) -> Path:
         return self.folder / LAST_CHECKPOINT
 
-    def save(self, trainables: Trainables, done: Resumed, kept: bool) -> None:
-        """Write the state after the last epoch of ``done`` as the last checkpoint; its weights as
-        best.pt too when they are the ones kept (``train.keep_epoch``)."""
+    def save(self, trainables: Trainables, progress: Progress, kept: bool) -> None:
+        """Write the state after the last epoch of ``progress`` as the last checkpoint; its
+        weights as best.pt too when they are the ones kept (``train.keep_epoch``)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         state = trainables.state_dict()
-        epoch = done.history[-1].epoch
+        epoch = progress.history[-1].epoch
         if kept:
             save_atomically(
                 {"epoch": epoch, "model": state["model"]}, self.folder / BEST_CHECKPOINT
@@ -155,24 +155,24 @@ class Checkpoints:
             {
                 **state,
                 "epoch": epoch,
-                "history": [asdict(report) for report in done.history],
-                "best_epoch": done.best.epoch if done.best else None,
+                "history": [asdict(report) for report in progress.history],
+                "best_epoch": progress.best.epoch if progress.best else None,
                 "resume_key": self.key,
             },
             self.last,
         )
 
-    def resume(self, trainables: Trainables, device: torch.device, mode: str | bool) -> Resumed:
+    def resume(self, trainables: Trainables, device: torch.device, mode: str | bool) -> Progress:
         """Load the last checkpoint into ``trainables`` when ``train.resume`` (``mode``) says so;
         say where the run stands (no epoch done when it starts afresh)."""
         state = self.resumable(device, mode)
         if state is None:
-            return Resumed([], None)
+            return Progress([], None)
         trainables.load_state_dict(state)
         history = [EpochReport(**report) for report in state["history"]]
         best = next((r for r in history if r.epoch == state["best_epoch"]), None)
         print(f"train.resume: continuing {self.last} after epoch {state['epoch']}")
-        return Resumed(history, best)
+        return Progress(history, best)
 
     def _changed(self, saved: dict[str, Any]) -> list[str]:
         return sorted(

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from depthseg.engine.assembly import RunParts
 from depthseg.engine.callbacks import EpochCallback, EpochReport
-from depthseg.engine.checkpoints import Resumed
+from depthseg.engine.checkpoints import Progress
 from depthseg.engine.compute import TrainingError
 from depthseg.engine.evaluation import SplitResult, evaluate_split
 from depthseg.engine.preview import Preview
@@ -40,18 +40,18 @@ class Trainer:
         self.scaler = parts.trainables.scaler
         self.checkpoints = parts.checkpoints
         self.preview = Preview(self.model, parts.val.scenes, self.config.preview_images, self.setup)
-        self.done: Resumed = self.checkpoints.resume(
+        self.progress: Progress = self.checkpoints.resume(
             parts.trainables, self.setup.device, self.config.resume
         )
-        self.first_epoch = self.done.next_epoch
+        self.first_epoch = self.progress.next_epoch
 
     @property
     def history(self) -> list[EpochReport]:
-        return self.done.history
+        return self.progress.history
 
     @property
     def best(self) -> EpochReport | None:
-        return self.done.best
+        return self.progress.best
 
     def train_batches(self, epoch: int, image_size: int) -> DataLoader:
         """The shuffled training batches of ``epoch`` (the order depends on the epoch alone)."""
@@ -123,10 +123,10 @@ class Trainer:
                 time.perf_counter() - started, skipped + val.skipped,
             )  # fmt: skip
             kept = self._keeps(report)
-            self.done = Resumed([*self.history, report], report if kept else self.best)
+            self.progress = Progress([*self.history, report], report if kept else self.best)
             if not self.group.is_main:
                 continue
-            self.checkpoints.save(self.parts.trainables, self.done, kept)
+            self.checkpoints.save(self.parts.trainables, self.progress, kept)
             print(report.summary(self.config.epochs, kept), flush=True)
             for callback in self.callbacks:
                 callback(report, self.preview)

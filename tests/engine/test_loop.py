@@ -202,18 +202,27 @@ def test_keep_epoch_last_keeps_the_final_weights(tiny_index, tmp_path: Path) -> 
     assert all(torch.equal(final[name], value) for name, value in weights(trainer).items())
 
 
-@pytest.mark.parametrize("scheduler", ["plateau", "onecycle", "none"])
-@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
-def test_every_optimizer_and_scheduler_trains(tiny_index, tmp_path, optimizer, scheduler) -> None:
+# Learning rates at which each optimizer overfits the tiny set within three epochs. Measured on it:
+# the third epoch's train loss is 0.20-0.35 of the first with sgd and 0.77-0.87 with adam(w); with
+# an lr of 1e-9 (a step that changes nothing) it is 0.999 for every pair.
+OVERFIT_LR = {"sgd": 0.05, "adam": 3e-3, "adamw": 3e-3}
+
+
+@pytest.mark.parametrize("scheduler", ["plateau", "onecycle", "step", "none"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_every_optimizer_and_scheduler_lowers_the_training_loss(
+    tiny_index, tmp_path, optimizer, scheduler
+) -> None:
     table, archive = tiny_index
     params = tiny_params(
-        epochs=1,
-        optimizer={"name": optimizer, "lr": 1e-3},
+        epochs=3,
+        image_sizes=[32],  # one size and no augmentation: the same 16 scenes every epoch
+        optimizer={"name": optimizer, "lr": OVERFIT_LR[optimizer]},
         scheduler={"name": scheduler},
-        augment={"photometric": True, "geometric": True},
+        augment={"photometric": False, "geometric": False},
     )
-    (report,) = Trainer(build_run(params, table, archive, tmp_path)).fit()
-    assert report.train_loss > 0 and 0 <= report.val["mask_iou"] <= 1
+    first, *_, last = Trainer(build_run(params, table, archive, tmp_path)).fit()
+    assert last.train_loss < 0.9 * first.train_loss, (first.train_loss, last.train_loss)
 
 
 def test_a_diverging_loss_stops_training_with_advice(tiny_index, tmp_path: Path) -> None:

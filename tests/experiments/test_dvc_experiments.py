@@ -71,6 +71,9 @@ def test_exp_show_holds_the_metrics_of_the_commit_and_every_experiment(experimen
         assert shown[name]["params"]["params.yaml"]["data"]["loss"]["preset"] == preset
         training = metrics_of(shown[name], "results/train/metrics.json")
         assert training["final"]["image_size"] == 32  # its own metrics, not the baseline's
+    # Each loss trains other weights: exp show gives each experiment its own evaluation.
+    evaluated = [metrics_of(shown[name], "results/evaluate/metrics.json") for name in NAMES]
+    assert len({(e["mask_iou"], e["depth_rmse"]) for e in evaluated}) == len(NAMES), evaluated
 
 
 def test_exp_diff_and_metrics_diff_list_what_changed(experiments) -> None:

@@ -13,13 +13,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from depthseg.core.files import replaced_atomically
 from depthseg.core.params import PARAMS_FILE, Params
 
 REFERENCE_FILE = Path("docs/params.md")
 # "  key: value   # comment": the indentation gives the section, the comment the description.
-_KEY_LINE = re.compile(
-    r"^(?P<indent> *)(?P<key>[A-Za-z_][\w.]*):(?P<value>[^#]*)(#\s*(?P<note>.*))?$"
-)
+_KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w.]*):[^#]*(#\s*(?P<note>.*))?$")
 _BOUNDS = [
     ("minimum", ">="),
     ("exclusiveMinimum", ">"),
@@ -114,9 +113,8 @@ def render(params_text: str) -> str:
 
 def main() -> None:
     text = render(PARAMS_FILE.read_text())
-    partial = REFERENCE_FILE.with_suffix(".md.partial")
-    partial.write_text(text)
-    partial.replace(REFERENCE_FILE)
+    with replaced_atomically(REFERENCE_FILE) as partial:
+        partial.write_text(text)
     print(f"{REFERENCE_FILE}: {text.count(chr(10))} lines", file=sys.stderr)
 
 

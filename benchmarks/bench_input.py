@@ -1,10 +1,14 @@
-"""Input speed: scenes per second the training loader delivers, and memory per loader worker.
+"""Input speed: scenes per second from the archive to the network's input, and memory per worker.
 
-The training split is read through the real Trainer's own loader (EpochSampler keys, params.yaml's
-augmentation, uint8 batches of 16), with no training step: in the main process (0 workers) and
-with 1, 2 and N worker processes, at 64, 96 and 160 px. Then, for an index of 400,000 rows (the
-release's size, made by repeating this one), the private memory of each of two workers after 100
-batches: what forked workers copy of the index as they read it.
+The training split is read through the real Trainer's own loader (EpochSampler keys, uint8
+batches of 16) and made into the network's input by its own ``ComputeSetup.inputs``, with
+params.yaml's augmentation (which runs there, on the batch), and no training step: with the
+loader in the main process (0 workers) and with 1, 2 and N worker processes, at 64, 96 and 160 px;
+the main process keeps the cores the workers leave it.
+A second table gives the main process's share alone: conversion and augmentation of batches
+already read. Then, for an index of 400,000 rows (the release's size, made by repeating this one),
+the private memory of each of two workers after 100 batches: what forked workers copy of the
+index as they read it.
 
     dvc repro index && .venv/bin/python benchmarks/bench_input.py
     .venv/bin/python benchmarks/bench_input.py --modest ../shared/modest-mini
@@ -18,10 +22,14 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import psutil
+import torch
 from torch.utils.data import DataLoader
 
 from depthseg.core.params import IndexParams, load_params
@@ -34,7 +42,7 @@ from depthseg.engine.loop import Trainer
 RELEASE_ROWS = 400_000
 
 
-def training_loader(
+def training_trainer(
     table: pd.DataFrame,
     archive: Path,
     folder: Path,
@@ -42,25 +50,33 @@ def training_loader(
     scenes: int,
     workers: int,
     augment: bool,
-) -> DataLoader:
-    """The loader a training with these settings reads (built by the real Trainer)."""
+) -> Trainer:
+    """The real Trainer of a training with these settings, at ``size`` only."""
     params = load_params(overrides=[
         f"train.workers={workers}", f"train.scenes_per_epoch={scenes}", "train.resume=false",
         f"train.image_sizes=[{size}]", "train.batch_size=16",
         *([] if augment else ["train.augment.photometric=false", "train.augment.geometric=false"]),
     ])  # fmt: skip
-    return Trainer(build_run(params, table, archive, folder)).train_batches(1, size)
+    return Trainer(build_run(params, table, archive, folder))
 
 
-def scenes_per_second(batches: DataLoader, rounds: int) -> float:
+def network_inputs(trainer: Trainer, batches: Iterable[dict[str, Any]]) -> int:
+    """Scenes made into the network's input, as a training step does; how many there were."""
+    count = 0
+    for batch in batches:
+        bg, *_ = trainer.setup.inputs(batch, trainer.parts.geometric)
+        count += len(bg)
+    return count
+
+
+def scenes_per_second(passes: Callable[[], int], rounds: int) -> float:
     """The median over ``rounds`` passes, after one that starts the workers and decodes the
     backgrounds (as from a training's second epoch)."""
-    for _ in batches:
-        pass
+    passes()
     rates = []
     for _ in range(rounds):
         started = time.perf_counter()
-        count = sum(len(batch["bg"]) for batch in batches)
+        count = passes()
         rates.append(count / (time.perf_counter() - started))
     return statistics.median(rates)
 
@@ -108,18 +124,30 @@ def main() -> None:
         print(f"{platform.processor() or platform.machine()}, {cores} cores; {scenes} training "
               f"scenes from {archive}; augmentation {'on' if args.augment else 'off'}")  # fmt: skip
         print("| size | workers | scenes/s |\n|---|---|---|")
+        shares = {}
         for size in args.sizes:
             for workers in sorted({0, 1, 2, cores}):
-                batches = training_loader(
+                # The workers' cores are theirs: the main process's threads would spin-wait on
+                # them between its operations (a GPU's main process computes elsewhere).
+                torch.set_num_threads(max(1, cores - workers))
+                trainer = training_trainer(
                     table, archive, folder / "checkpoints", size, args.scenes, workers, args.augment
                 )
-                rate = scenes_per_second(batches, args.rounds)
+                batches = trainer.train_batches(1, size)
+                rate = scenes_per_second(partial(network_inputs, trainer, batches), args.rounds)
                 print(f"| {size} | {workers} | {rate:.0f} |", flush=True)
+            torch.set_num_threads(cores)
+            read = list(trainer.train_batches(1, size))
+            shares[size] = scenes_per_second(partial(network_inputs, trainer, read), args.rounds)
+        print("\nThe main process's share alone (conversion and augmentation of batches read):")
+        print("| size | scenes/s |\n|---|---|")
+        for size, rate in shares.items():
+            print(f"| {size} | {rate:.0f} |")
         repeats = -(-RELEASE_ROWS // len(table))
         release = pd.concat([table] * repeats, ignore_index=True).iloc[:RELEASE_ROWS]
-        batches = training_loader(
+        batches = training_trainer(
             release, archive, folder / "checkpoints", 96, RELEASE_ROWS, 2, args.augment
-        )
+        ).train_batches(1, 96)
         for worker, (private, proportional) in enumerate(worker_memory(batches, 100)):
             print(f"worker {worker} at {len(release):,} rows after 100 batches: "
                   f"{private:.0f} MB private, {proportional:.0f} MB proportional")  # fmt: skip

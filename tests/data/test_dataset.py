@@ -15,11 +15,12 @@ from torch.utils.data import DataLoader
 
 from depthseg.core.params import AugmentParams, IndexParams
 from depthseg.data import layout
-from depthseg.data.dataset import SceneDataset
+from depthseg.data.augmentation import GeometricChange, PhotometricChange
+from depthseg.data.dataset import SceneDataset, collate_scenes
 from depthseg.data.image_header import ImageError
 from depthseg.data.indexing import build_index
 from depthseg.data.sampling import EpochSampler, SceneKey
-from depthseg.data.transforms import build_augmentation, normalised
+from depthseg.data.transforms import SCENE_CHANNELS, normalised, part, unit_floats
 
 Files = dict[str, bytes]
 MakeRelease = Callable[..., Files]
@@ -50,8 +51,8 @@ def modest_index(modest_archive: Path) -> pd.DataFrame:
 
 
 def _pixels(image: torch.Tensor) -> np.ndarray:
-    """3xHxW uint8 -> HxWx3 in [0, 1]."""
-    return image.numpy().transpose(1, 2, 0) / 255.0
+    """3xHxW in [0, 1] -> HxWx3."""
+    return image.numpy().transpose(1, 2, 0)
 
 
 def _bg_fg_pixels(sample: Sample) -> np.ndarray:
@@ -70,11 +71,36 @@ def _same(first: Sample, second: Sample) -> bool:
     return all(torch.equal(first[key], second[key]) for key in first)
 
 
-def _augmented(params: AugmentParams) -> Callable[..., SceneDataset]:
-    def make(table: pd.DataFrame, archive: Path, size: int, seed: int = 0) -> SceneDataset:
-        return SceneDataset(table, archive, size, build_augmentation(params), seed=seed)
+class AugmentedScenes:
+    """Scenes as a training step sees them: the dataset's photometric change in the loader,
+    then the geometric change of the batch; each image as floats in [0, 1], by name."""
+
+    def __init__(
+        self, params: AugmentParams, table: pd.DataFrame, archive: Path, size: int, seed: int
+    ) -> None:
+        photometric = PhotometricChange(params, seed) if params.photometric else None
+        self.dataset = SceneDataset(table, archive, size, photometric)
+        self.geometric = GeometricChange(params, seed) if params.geometric else None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: int | SceneKey) -> Sample:
+        sample = self.dataset[key]
+        scenes = unit_floats(sample["scene"][None])
+        if self.geometric is not None:
+            self.geometric(scenes, [sample["epoch"]], [sample["index"]])
+        return {name: part(scenes[0], name) for name in SCENE_CHANNELS}
+
+
+def _augmented(params: AugmentParams) -> Callable[..., AugmentedScenes]:
+    def make(table: pd.DataFrame, archive: Path, size: int, seed: int = 0) -> AugmentedScenes:
+        return AugmentedScenes(params, table, archive, size, seed)
 
     return make
+
+
+NOTHING = AugmentParams(geometric=False, photometric=False)
 
 
 GEOMETRIC = AugmentParams(geometric=True, photometric=False, flip_p=1.0, shift=0.1, scale=0.15)
@@ -94,17 +120,12 @@ def test_sample_shapes_and_ranges(
     assert len(dataset) == 12
     for index in (0, 7, 11):
         sample = dataset[index]
-        assert {key: tuple(value.shape) for key, value in sample.items()} == {
-            "index": (),
-            "bg": (3, size, size),
-            "bg_fg": (3, size, size),
-            "mask": (1, size, size),
-            "depth": (1, size, size),
-        }
-        assert int(sample["index"]) == index
-        assert all(sample[key].dtype == torch.uint8 for key in ("bg", "bg_fg", "mask", "depth"))
-        assert set(sample["mask"].unique().tolist()) == {0, 1}
-        assert 0 <= sample["depth"].min() < sample["depth"].max() <= 255
+        assert sample["index"] == index and sample["epoch"] == 0
+        scene = sample["scene"]
+        assert scene.shape == (8, size, size) and scene.dtype == torch.uint8
+        assert set(part(scene, "mask").unique().tolist()) == {0, 1}
+        depth = part(scene, "depth")
+        assert 0 <= depth.min() < depth.max() <= 255
 
 
 def test_scenes_are_the_release_pixels_normalised_with_its_statistics_in_batches(
@@ -118,13 +139,16 @@ def test_scenes_are_the_release_pixels_normalised_with_its_statistics_in_batches
         ("bg_fg", layout.BG_FG_MEAN, layout.BG_FG_STD),
     ]:
         pixels = np.asarray(Image.open(modest_mini / row[kind]).convert("RGB"))
-        np.testing.assert_array_equal(sample[kind].numpy(), pixels.transpose(2, 0, 1))
+        image = part(sample["scene"], kind)
+        np.testing.assert_array_equal(image.numpy(), pixels.transpose(2, 0, 1))
         expected = (pixels / 255.0 - np.array(mean)) / np.array(std)
-        batch = normalised(sample[kind][None], mean, std)
+        batch = normalised(part(unit_floats(sample["scene"][None]), kind), mean, std)
         assert batch.dtype == torch.float32
         np.testing.assert_allclose(batch[0].numpy(), expected.transpose(2, 0, 1), atol=1e-5)
     mask = np.asarray(Image.open(modest_mini / row["mask"]).convert("L"))
-    np.testing.assert_array_equal(sample["mask"][0].numpy(), (mask > 127).astype(np.uint8))
+    np.testing.assert_array_equal(
+        part(sample["scene"], "mask")[0].numpy(), (mask > 127).astype(np.uint8)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,7 +188,7 @@ def test_geometric_augmentation_keeps_labels_aligned(
     make_release: MakeRelease, index_release: Callable[[Files], tuple[pd.DataFrame, Path]]
 ) -> None:
     table, archive = index_release(make_release(2, 1, 4, size=64))
-    plain = SceneDataset(table, archive, 64)
+    plain = _augmented(NOTHING)(table, archive, 64)
     augmented = _augmented(GEOMETRIC)(table, archive, 64)
     for index in range(len(table)):
         before, after = plain[index], augmented[index]
@@ -185,7 +209,7 @@ def test_flip_and_affine_are_drawn_independently(
 ) -> None:
     table, archive = index_release(make_release(1, size=64))
     repeated = pd.concat([table] * 40, ignore_index=True)  # one scene, 40 draws
-    plain_mask = SceneDataset(table, archive, 64)[0]["mask"][0]
+    plain_mask = _augmented(NOTHING)(table, archive, 64)[0]["mask"][0]
     params = AugmentParams(geometric=True, photometric=False, flip_p=0.5, shift=0.2, scale=0.2)
     dataset = _augmented(params)(repeated, archive, 64)
 
@@ -210,7 +234,7 @@ def test_photometric_augmentation_changes_both_inputs_alike_and_no_label(
         bg, scene, *_ = line.split("\t")
         files[layout.scene_member(scene)] = files[layout.bg_member(bg)]
     table, archive = index_release(files)
-    plain = SceneDataset(table, archive, 32)
+    plain = _augmented(NOTHING)(table, archive, 32)
     augmented = _augmented(PHOTOMETRIC)(table, archive, 32)
     for index in range(len(table)):
         before, after = plain[index], augmented[index]
@@ -237,29 +261,41 @@ def test_augmentation_depends_on_seed_epoch_and_index(
 
 
 def test_dataset_survives_pickling(modest_index: pd.DataFrame, modest_archive: Path) -> None:
-    dataset = _augmented(EVERYTHING)(modest_index, modest_archive, 64)
+    dataset = _augmented(EVERYTHING)(modest_index, modest_archive, 64).dataset
     key = SceneKey(3, 64, 2)
     expected = dataset[key]
     copy = pickle.loads(pickle.dumps(dataset))
-    assert _same(copy[key], expected)
+    assert torch.equal(copy[key]["scene"], expected["scene"])
 
 
-def _batches(dataset: SceneDataset, workers: int) -> list[Sample]:
-    sampler = EpochSampler(len(dataset), 64, shuffle=False)
+def _batches(scenes: AugmentedScenes, workers: int) -> list[torch.Tensor]:
+    """The augmented float batches of epoch 3, read with ``workers`` loader processes."""
+    sampler = EpochSampler(len(scenes), 64, shuffle=False)
     sampler.set_epoch(3, 64)
-    loader = DataLoader(dataset, batch_size=5, sampler=sampler, num_workers=workers)
-    return list(loader)
+    loader = DataLoader(
+        scenes.dataset, batch_size=5, sampler=sampler, num_workers=workers,
+        collate_fn=collate_scenes,
+    )  # fmt: skip
+    batches = []
+    for batch in loader:
+        floats = unit_floats(batch["scenes"])
+        assert scenes.geometric is not None
+        batches.append(scenes.geometric(floats, batch["epoch"], batch["index"]))
+    return batches
 
 
 def test_loader_workers_give_the_same_batches(
     modest_index: pd.DataFrame, modest_archive: Path
 ) -> None:
-    dataset = _augmented(EVERYTHING)(modest_index, modest_archive, 64)
-    in_process = _batches(dataset, workers=0)
-    with_workers = _batches(dataset, workers=2)
-    assert [len(batch["bg"]) for batch in in_process] == [5, 5, 2]
+    scenes = _augmented(EVERYTHING)(modest_index, modest_archive, 64)
+    in_process = _batches(scenes, workers=0)
+    with_workers = _batches(scenes, workers=2)
+    assert [len(batch) for batch in in_process] == [5, 5, 2]
     assert len(with_workers) == len(in_process)
-    assert all(_same(a, b) for a, b in zip(in_process, with_workers, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(in_process, with_workers, strict=True))
+    # The same scenes as one at a time: a scene's draws do not depend on its batch.
+    first = scenes[SceneKey(0, 64, 3)]
+    assert all(torch.equal(first[name], part(in_process[0][0], name)) for name in first)
 
 
 def test_each_background_is_decoded_once_per_size(
@@ -270,9 +306,9 @@ def test_each_background_is_decoded_once_per_size(
     uncached = SceneDataset(table, archive, 32)
     uncached.backgrounds.capacity = 0
     for index in range(len(table)):
-        assert torch.equal(dataset[index]["bg"], uncached[index]["bg"])
+        assert torch.equal(dataset[index]["scene"], uncached[index]["scene"])
         assert torch.equal(
-            dataset[SceneKey(index, 64, 0)]["bg"], uncached[SceneKey(index, 64, 0)]["bg"]
+            dataset[SceneKey(index, 64, 0)]["scene"], uncached[SceneKey(index, 64, 0)]["scene"]
         )
     assert len(dataset.backgrounds.images) == 3 * 2  # three backgrounds at two sizes
     assert len(uncached.backgrounds.images) == 0

@@ -9,7 +9,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from depthseg.data import layout
-from depthseg.data.transforms import normalised
+from depthseg.data.transforms import MASK_CHANNEL, normalised, part
 from depthseg.engine.compute import ComputeSetup, configure_backends
 
 
@@ -64,19 +64,19 @@ class CopiesToDevice(TorchFunctionMode):
 
 def test_a_batch_crosses_as_uint8_without_waiting_and_is_normalised_after() -> None:
     generator = torch.Generator().manual_seed(0)
-    batch = {
-        name: torch.randint(0, 256 if name != "mask" else 2, (2, channels, 8, 8),
-                            dtype=torch.uint8, generator=generator)
-        for name, channels in (("bg", 3), ("bg_fg", 3), ("depth", 1), ("mask", 1))
-    }  # fmt: skip
+    scenes = torch.randint(0, 256, (2, 8, 8, 8), dtype=torch.uint8, generator=generator)
+    scenes[:, MASK_CHANNEL] %= 2
+    batch = {"scenes": scenes, "index": [0, 1], "epoch": [1, 1]}
     setup = ComputeSetup(torch.device("cpu"), None, torch.channels_last)
     with CopiesToDevice() as recorder:
         bg, bg_fg, depth, mask = setup.inputs(batch)
-    assert recorder.moves == [(torch.uint8, True)] * 4
+    assert recorder.moves == [(torch.uint8, True)]  # one tensor, as uint8
     assert bg.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(bg, normalised(batch["bg"], layout.BG_MEAN, layout.BG_STD))
+    floats = scenes.float() / 255
+    torch.testing.assert_close(bg, normalised(part(floats, "bg"), layout.BG_MEAN, layout.BG_STD))
     torch.testing.assert_close(
-        bg_fg, normalised(batch["bg_fg"], layout.BG_FG_MEAN, layout.BG_FG_STD)
+        bg_fg, normalised(part(floats, "bg_fg"), layout.BG_FG_MEAN, layout.BG_FG_STD)
     )
-    torch.testing.assert_close(depth, batch["depth"].float() / 255)
-    assert mask.dtype == torch.float32 and set(mask.unique().tolist()) <= {0.0, 1.0}
+    torch.testing.assert_close(depth, part(floats, "depth"))
+    torch.testing.assert_close(mask, part(scenes, "mask").float())
+    assert set(mask.unique().tolist()) == {0.0, 1.0}

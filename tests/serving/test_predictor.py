@@ -26,6 +26,11 @@ def whole(pixels: np.ndarray) -> ScaledImage:
     return ScaledImage(pixels, *pixels.shape[:2])
 
 
+def _unit(image: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> 1x3xHxW in [0, 1]."""
+    return torch.from_numpy(image).permute(2, 0, 1)[None] / 255.0
+
+
 def test_at_the_training_size_it_is_the_trained_network_on_normalised_input(saved_model) -> None:
     weights, card = saved_model
     network = load_network(weights, card)
@@ -34,10 +39,8 @@ def test_at_the_training_size_it_is_the_trained_network_on_normalised_input(save
     with torch.inference_mode():
         probability, depth = network(torch.from_numpy(bg[None]), torch.from_numpy(bg_fg[None]))
         depth_logits, mask_logits = model(
-            normalised(torch.from_numpy(bg).permute(2, 0, 1)[None], layout.BG_MEAN, layout.BG_STD),
-            normalised(
-                torch.from_numpy(bg_fg).permute(2, 0, 1)[None], layout.BG_FG_MEAN, layout.BG_FG_STD
-            ),
+            normalised(_unit(bg), layout.BG_MEAN, layout.BG_STD),
+            normalised(_unit(bg_fg), layout.BG_FG_MEAN, layout.BG_FG_STD),
         )
     torch.testing.assert_close(probability[0], torch.sigmoid(mask_logits)[0, 0], atol=1e-5, rtol=0)
     torch.testing.assert_close(depth[0], torch.sigmoid(depth_logits)[0, 0], atol=1e-5, rtol=0)

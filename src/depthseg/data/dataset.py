@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import random
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
-import albumentations as A
 import numpy as np
 import pandas as pd
-import torch
 from torch.utils.data import Dataset, default_collate
 
 from depthseg.data import layout
 from depthseg.data.archive import ArchiveError, MemberReader
+from depthseg.data.augmentation import PhotometricChange
 from depthseg.data.decoding import ImageError, decode_image
 from depthseg.data.sampling import SceneKey
 from depthseg.data.scene_images import image_ranges, read_image
-from depthseg.data.transforms import binary_mask, chw_tensor
+from depthseg.data.transforms import scene_tensor
 
 #: Decoded backgrounds each process keeps (at 160 px, 77 KB each).
 BACKGROUND_CACHE = 256
@@ -47,12 +46,15 @@ class DecodedImages:
             self.images.popitem(last=False)
 
 
-class SceneDataset(Dataset[dict[str, torch.Tensor]]):
-    """Scenes of ``table`` as uint8 tensors: ``bg``, ``bg_fg`` (RGB), ``mask`` (0 or 1) and
-    ``depth`` (0..255); ``ComputeSetup.inputs`` turns a batch of them into the network's floats.
+class SceneDataset(Dataset[dict[str, Any]]):
+    """Scenes of ``table``, each a ``scene``: one uint8 tensor of ``bg``, ``bg_fg`` (RGB),
+    ``depth`` (0..255) and ``mask`` (0 or 1), see ``transforms.SCENE_CHANNELS``, changed by
+    ``photometric`` when given; with its row ``index`` and ``epoch``, from which
+    ``GeometricChange`` draws on the batch. ``ComputeSetup.inputs``
+    turns a batch of them into the network's floats.
 
-    A key is a row number, read at ``image_size`` without augmentation draws of any epoch, or a
-    ``SceneKey`` from ``EpochSampler`` that says the size and the epoch.
+    A key is a row number, read at ``image_size`` in epoch 0, or a ``SceneKey`` from
+    ``EpochSampler`` that says the size and the epoch.
     """
 
     def __init__(
@@ -60,8 +62,7 @@ class SceneDataset(Dataset[dict[str, torch.Tensor]]):
         table: pd.DataFrame,
         archive_path: Path,
         image_size: int,
-        augmentation: A.Compose | None = None,
-        seed: int = 0,
+        photometric: PhotometricChange | None = None,
         skip_bad: bool = False,
     ) -> None:
         # Numbers and fixed-width bytes, no Python objects: forked workers read them without
@@ -74,8 +75,7 @@ class SceneDataset(Dataset[dict[str, torch.Tensor]]):
         # decodes each once per size.
         self.backgrounds = DecodedImages(BACKGROUND_CACHE)
         self.image_size = image_size
-        self.augmentation = augmentation
-        self.seed = seed
+        self.photometric = photometric
         self.skip_bad = skip_bad
 
     def __len__(self) -> int:
@@ -96,39 +96,32 @@ class SceneDataset(Dataset[dict[str, torch.Tensor]]):
             self.backgrounds.put((offset, image_size), pixels)
         return pixels
 
-    def __getitem__(self, key: int | SceneKey) -> dict[str, torch.Tensor] | None:
-        """The scene's tensors; None for a bad scene when ``skip_bad`` (see ``collate_scenes``)."""
+    def __getitem__(self, key: int | SceneKey) -> dict[str, Any] | None:
+        """The scene; None for a bad scene when ``skip_bad`` (see ``collate_scenes``)."""
         index, size, epoch = key if isinstance(key, SceneKey) else (key, self.image_size, 0)
         try:
-            images = {
-                "image": self._read("bg", index, size, "RGB"),
-                "bg_fg": self._read("bg_fg", index, size, "RGB"),
-                "mask": self._read("mask", index, size, "L"),
-                "depth": self._read("depth", index, size, "L"),
-            }
+            images = (self._read("bg", index, size, "RGB"), self._read("bg_fg", index, size, "RGB"))
+            labels = (self._read("depth", index, size, "L"), self._read("mask", index, size, "L"))
         except ImageError as error:
             if self.skip_bad:
                 return None
             raise ImageError(f"scene {self.scenes[index].decode()}: {error}") from None
-        if self.augmentation is not None:
-            # Seeded per scene and epoch: the same draws whatever the number of workers. One
-            # generator shared by all transforms: set_random_seed would give each transform its
-            # own generator with the same seed, so their draws would coincide (flip iff affine).
-            seed = hash((self.seed, epoch, index)) & 0x7FFFFFFF
-            self.augmentation.set_random_state(np.random.default_rng(seed), random.Random(seed))
-            images = self.augmentation(**images)
-        return {
-            "index": torch.tensor(index),
-            "bg": chw_tensor(images["image"]),
-            "bg_fg": chw_tensor(images["bg_fg"]),
-            "mask": chw_tensor(binary_mask(images["mask"])),
-            "depth": chw_tensor(images["depth"]),
-        }
+        if self.photometric is not None:
+            images = self.photometric(images, epoch, index)
+        return {"index": index, "epoch": epoch, "scene": scene_tensor(*images, *labels)}
 
 
-def collate_scenes(samples: list[dict[str, torch.Tensor] | None]) -> dict[str, torch.Tensor]:
-    """A batch of the scenes that could be read, and ``skipped``: how many could not."""
+def collate_scenes(samples: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """A batch of the scenes that could be read: ``scenes`` (N x 8 x H x W, absent when none
+    could), their ``index`` and ``epoch`` lists, and ``skipped``: how many could not. One tensor
+    a batch: the rest are plain numbers, pickled with it."""
     kept = [sample for sample in samples if sample is not None]
-    batch: dict[str, torch.Tensor] = default_collate(kept) if kept else {}
-    batch["skipped"] = torch.tensor(len(samples) - len(kept))
+    batch: dict[str, Any] = {
+        "index": [sample["index"] for sample in kept],
+        "epoch": [sample["epoch"] for sample in kept],
+        "skipped": len(samples) - len(kept),
+    }
+    if kept:
+        # default_collate stacks straight into shared memory inside a loader worker.
+        batch["scenes"] = default_collate([sample["scene"] for sample in kept])
     return batch

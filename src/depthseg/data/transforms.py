@@ -1,59 +1,49 @@
-"""Augmentation and tensor conversion of a scene's four images, and normalisation of batches.
+"""A scene's four images as one tensor, and the normalisation of batches of them.
 
-Photometric changes apply identically to ``bg`` and ``bg_fg`` (so their difference still marks the
-person) and never to the labels; geometric changes apply jointly to all four images, so the mask
-and the depth map stay aligned with the inputs.
+A scene crosses from a loader worker to the training process as one uint8 tensor of 8 channels
+(``SCENE_CHANNELS``): each tensor a batch carries costs the worker a shared-memory segment and a
+file descriptor, which cost more than decoding at small sizes.
 """
 
 from __future__ import annotations
 
-import albumentations as A
-import cv2
 import numpy as np
 import torch
+from torch import Tensor
 
-from depthseg.core.params import AugmentParams
-
-#: Targets of one scene, as albumentations sees them.
-ADDITIONAL_TARGETS = {"bg_fg": "image", "depth": "mask"}
-
-
-def build_augmentation(params: AugmentParams) -> A.Compose | None:
-    """The scene augmentation that ``params`` asks for, or None when it asks for none."""
-    transforms: list[A.BasicTransform] = []
-    if params.geometric:
-        transforms += [
-            A.HorizontalFlip(p=params.flip_p),
-            A.Affine(
-                scale=(1 - params.scale, 1 + params.scale),
-                translate_percent=(-params.shift, params.shift),
-                border_mode=cv2.BORDER_REFLECT_101,
-                interpolation=cv2.INTER_LINEAR,
-                # Linear for labels too: the mask is binarised again after augmentation.
-                mask_interpolation=cv2.INTER_LINEAR,
-                p=0.5,
-            ),
-        ]
-    if params.photometric:
-        transforms += [
-            A.HueSaturationValue(10, 15, 10, p=params.photometric_p),
-            A.RandomBrightnessContrast(0.15, 0.15, p=params.photometric_p),
-        ]
-    if not transforms:
-        return None
-    # No shape check: the dataset decodes all four images to one size, and the check costs a
-    # sixth of the augmentation's time.
-    return A.Compose(
-        transforms, additional_targets=ADDITIONAL_TARGETS, seed=0, is_check_shapes=False
-    )
+#: Channels of a scene tensor (8 x H x W, or N x 8 x H x W for a batch).
+SCENE_CHANNELS = {
+    "bg": slice(0, 3), "bg_fg": slice(3, 6), "depth": slice(6, 7), "mask": slice(7, 8),
+}  # fmt: skip
+#: The two RGB inputs come first, then the depth map and the mask.
+IMAGE_CHANNELS = 6
+DEPTH_CHANNEL = 6
+MASK_CHANNEL = 7
 
 
-def chw_tensor(image: np.ndarray) -> torch.Tensor:
-    """HxWx3 or HxW uint8 -> 3xHxW or 1xHxW uint8: batches stay uint8 (a quarter of float32's
-    bytes) through collation, pinning and the copy to the device."""
-    channels = image if image.ndim == 3 else image[..., None]
-    # Writable too: a decoded image at its stored size is a read-only view of Pillow's buffer.
-    return torch.from_numpy(np.require(channels.transpose(2, 0, 1), requirements=("C", "W")))
+def scene_tensor(bg: np.ndarray, bg_fg: np.ndarray, depth: np.ndarray, mask: np.ndarray) -> Tensor:
+    """HxWx3 RGB ``bg`` and ``bg_fg``, HxW ``depth`` and ``mask`` (uint8) -> 8xHxW uint8, the
+    mask made 0 or 1: batches stay uint8 (a quarter of float32's bytes) through collation,
+    pinning and the copy to the device."""
+    height, width = depth.shape
+    scene = np.empty((8, height, width), np.uint8)
+    scene[SCENE_CHANNELS["bg"]] = bg.transpose(2, 0, 1)
+    scene[SCENE_CHANNELS["bg_fg"]] = bg_fg.transpose(2, 0, 1)
+    scene[DEPTH_CHANNEL] = depth
+    scene[MASK_CHANNEL] = binary_mask(mask)
+    return torch.from_numpy(scene)
+
+
+def part(scenes: Tensor, name: str) -> Tensor:
+    """The channels of ``name`` ('bg', 'bg_fg', 'depth', 'mask') of a scene or a batch of them."""
+    return scenes[..., SCENE_CHANNELS[name], :, :]
+
+
+def unit_floats(scenes: Tensor) -> Tensor:
+    """uint8 scenes -> float32 where they lie: images and depth in [0, 1], the mask 0 or 1."""
+    floats = scenes.float()
+    floats[..., :MASK_CHANNEL, :, :] /= 255.0
+    return floats
 
 
 def binary_mask(mask: np.ndarray) -> np.ndarray:
@@ -61,13 +51,10 @@ def binary_mask(mask: np.ndarray) -> np.ndarray:
     return (mask > 127).astype(np.uint8)
 
 
-def normalised(
-    images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
-) -> torch.Tensor:
-    """Nx3xHxW uint8 RGB -> float32 normalised with the dataset's statistics, where ``images``
-    lies (on the device, for training)."""
-    scaled = images.float() / 255.0
+def normalised(images: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
+    """Nx3xHxW RGB in [0, 1] -> normalised with the dataset's statistics, where ``images`` lies
+    (on the device, for training)."""
     shape = (1, len(mean), 1, 1)
-    mean_tensor = torch.tensor(mean, dtype=torch.float32, device=images.device).view(shape)
-    std_tensor = torch.tensor(std, dtype=torch.float32, device=images.device).view(shape)
-    return (scaled - mean_tensor) / std_tensor
+    mean_tensor = torch.tensor(mean, dtype=images.dtype, device=images.device).view(shape)
+    std_tensor = torch.tensor(std, dtype=images.dtype, device=images.device).view(shape)
+    return (images - mean_tensor) / std_tensor

@@ -12,9 +12,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from depthseg.core.params import Params, TrainParams
+from depthseg.data.augmentation import GeometricChange, PhotometricChange
 from depthseg.data.dataset import SceneDataset, collate_scenes
 from depthseg.data.sampling import EpochSampler
-from depthseg.data.transforms import build_augmentation
 from depthseg.engine.checkpoints import Checkpoints, Trainables, split_assignment_hash
 from depthseg.engine.compute import ComputeSetup, TrainingError
 from depthseg.engine.distributed import ONE_PROCESS, ProcessGroup
@@ -47,6 +47,7 @@ class RunParts:
     trainables: Trainables
     train_forward: nn.Module
     eval_forward: nn.Module
+    geometric: GeometricChange | None
     loss: JointLoss
     checkpoints: Checkpoints
 
@@ -100,8 +101,10 @@ def build_run(
             "scenes; training needs at least 2 and 1: check index.split and the data"
         )
     size, skip_bad = config.image_size(1), config.on_bad_image == "skip"
-    augmentation = build_augmentation(config.augment)
-    train_set = SceneDataset(train_rows, archive_path, size, augmentation, config.seed, skip_bad)
+    augment, seed = config.augment, config.seed
+    photometric = PhotometricChange(augment, seed) if PhotometricChange.wanted(augment) else None
+    geometric = GeometricChange(augment, seed) if GeometricChange.wanted(augment) else None
+    train_set = SceneDataset(train_rows, archive_path, size, photometric, skip_bad)
     val_set = SceneDataset(val_rows, archive_path, size, skip_bad=skip_bad)
     shares = {"rank": group.rank, "world_size": group.world_size}
     train_sampler = EpochSampler(
@@ -134,5 +137,5 @@ def build_run(
     checkpoints = Checkpoints(checkpoint_dir, params, splits_hash, group.world_size)
     return RunParts(
         params, setup, group, train, val, trainables, train_forward, eval_forward,
-        build_loss(params.loss), checkpoints,
+        geometric, build_loss(params.loss), checkpoints,
     )  # fmt: skip

@@ -13,7 +13,8 @@ from torch import nn
 from depthseg.core.errors import DepthsegError
 from depthseg.core.params import TrainParams
 from depthseg.data import layout
-from depthseg.data.transforms import normalised
+from depthseg.data.augmentation import GeometricChange
+from depthseg.data.transforms import normalised, part, unit_floats
 
 
 class TrainingError(DepthsegError, RuntimeError):
@@ -107,19 +108,21 @@ class ComputeSetup:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        """bg, bg_fg (normalised), depth (0..1) and mask of a uint8 batch, as float32 on the
-        device in the memory format: the batch crosses to the device as uint8."""
-
-        def move(name: str) -> torch.Tensor:
-            # non_blocking: from pinned memory the copy overlaps the work already queued.
-            return batch[name].to(self.device, non_blocking=True)
-
+    def inputs(
+        self, batch: dict[str, Any], geometric: GeometricChange | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """bg, bg_fg (normalised), depth (0..1) and mask of a uint8 batch (flipped, shifted and
+        scaled when ``geometric`` is given), as float32 on the device in the memory format: the
+        batch crosses to the device as uint8 and is changed there."""
+        # non_blocking: from pinned memory the copy overlaps the work already queued.
+        scenes = unit_floats(batch["scenes"].to(self.device, non_blocking=True))
+        if geometric is not None:
+            geometric(scenes, batch["epoch"], batch["index"])
         tensors = (
-            normalised(move("bg"), layout.BG_MEAN, layout.BG_STD),
-            normalised(move("bg_fg"), layout.BG_FG_MEAN, layout.BG_FG_STD),
-            move("depth").float() / 255.0,
-            move("mask").float(),
+            normalised(part(scenes, "bg"), layout.BG_MEAN, layout.BG_STD),
+            normalised(part(scenes, "bg_fg"), layout.BG_FG_MEAN, layout.BG_FG_STD),
+            part(scenes, "depth"),
+            part(scenes, "mask"),
         )
         return tuple(tensor.contiguous(memory_format=self.memory_format) for tensor in tensors)
 

@@ -42,8 +42,8 @@ def evaluate_split(
     images: list[dict[str, float]] = []
     total_loss, samples, skipped = 0.0, 0, 0
     for batch in loader:
-        skipped += int(batch["skipped"])
-        if "bg" not in batch:  # every scene of the batch was skipped
+        skipped += batch["skipped"]
+        if "scenes" not in batch:  # every scene of the batch was skipped
             continue
         bg, bg_fg, depth, mask = setup.inputs(batch)
         with torch.no_grad(), setup.autocast():
@@ -56,8 +56,7 @@ def evaluate_split(
         )
         if per_image:
             images += [
-                {"index": int(index), **row}
-                for index, row in zip(batch["index"], rows, strict=True)
+                {"index": index, **row} for index, row in zip(batch["index"], rows, strict=True)
             ]
     total_loss, samples, skipped = group.summed(total_loss, samples, skipped)
     samples, skipped = int(samples), int(skipped)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -58,9 +59,9 @@ class Trainer:
         self.parts.train.sampler.set_epoch(epoch, image_size)
         return self.parts.train.loader
 
-    def step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def step(self, batch: dict[str, Any]) -> torch.Tensor:
         """One optimizer step on ``batch``; return its loss (detached)."""
-        bg, bg_fg, depth, mask = self.setup.inputs(batch)
+        bg, bg_fg, depth, mask = self.setup.inputs(batch, self.parts.geometric)
         with self.setup.autocast():
             depth_logits, mask_logits = self.parts.train_forward(bg, bg_fg)
         loss, _ = self.parts.loss(depth_logits, mask_logits, depth, mask)
@@ -83,10 +84,10 @@ class Trainer:
             disable=None,
         )
         for batch in bar:
-            skipped += int(batch["skipped"])
-            if "bg" not in batch:  # every scene of the batch was skipped
+            skipped += batch["skipped"]
+            if "scenes" not in batch:  # every scene of the batch was skipped
                 continue
-            checked = running.add(self.step(batch), len(batch["bg"]))
+            checked = running.add(self.step(batch), len(batch["scenes"]))
             self.schedule.batch_done()
             if checked and not bar.disable:
                 rate = running.samples / (time.perf_counter() - started)

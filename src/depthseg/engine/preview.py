@@ -12,6 +12,7 @@ from torch import nn
 
 from depthseg.data.dataset import SceneDataset, collate_scenes
 from depthseg.data.sampling import SceneKey
+from depthseg.data.transforms import part
 from depthseg.engine.compute import ComputeSetup
 
 _DEPTH_COLOURS = (colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
@@ -76,11 +77,11 @@ def predict_scenes(
     """The prediction grid of the scenes ``indices`` of ``dataset`` read at ``image_size`` (None
     if none is readable)."""
     batch = collate_scenes([dataset[SceneKey(int(i), image_size, 0)] for i in indices])
-    if "bg" not in batch:  # none of them could be read
+    if "scenes" not in batch:  # none of them could be read
         return None
     bg, bg_fg, depth, mask = setup.inputs(batch)
     depth_pred, mask_prob = setup.predict(model, bg, bg_fg)
-    return prediction_grid(batch["bg_fg"], mask, mask_prob, depth, depth_pred)
+    return prediction_grid(part(batch["scenes"], "bg_fg"), mask, mask_prob, depth, depth_pred)
 
 
 @dataclass(frozen=True)

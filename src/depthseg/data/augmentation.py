@@ -1,0 +1,164 @@
+"""The training augmentation: the original's transforms, split where each is cheapest.
+
+The original ran one albumentations pipeline per scene in a loader worker (flip, affine, HSV,
+brightness/contrast); its per-scene calls cost the loader more than decoding. Here the same
+transforms, with the same kinds, ranges and probabilities, run in two places:
+
+- ``PhotometricChange``, per scene in the loader worker, on the decoded uint8 images:
+  albumentations' own HueSaturationValue and RandomBrightnessContrast (lookup tables: about 0.05
+  ms a scene at 96 px), without its pipeline around them;
+- ``GeometricChange``, per batch on the training device, on the float scenes: flip and affine as
+  one ``grid_sample`` of the scenes that drew them (a 4-image warp is the costly part, and a GPU
+  does it for almost nothing).
+
+Photometric changes apply identically to ``bg`` and ``bg_fg`` (so their difference still marks the
+person) and never to the labels; geometric changes apply jointly to all four images, so the mask
+and the depth map stay aligned with the inputs. They are pointwise, so it does not matter that
+they come before the warp rather than after it, as in the original.
+
+Each scene's draws come from its own generator, seeded by the run's seed, the epoch and the
+scene's row: they are the same whatever the batch, the number of workers or the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import albumentations as A
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from depthseg.core.params import AugmentParams
+from depthseg.data.transforms import MASK_CHANNEL
+
+#: The uniform draws in [0, 1) each scene takes, in this order, used or not.
+DRAW_NAMES = (
+    "flip", "affine", "scale", "shift_x", "shift_y",
+    "hsv", "hue", "saturation", "value",
+    "brightness_contrast", "contrast", "brightness",
+)  # fmt: skip
+_DRAW = {name: column for column, name in enumerate(DRAW_NAMES)}
+
+#: The original's fixed settings: affine's probability, and albumentations'
+#: HueSaturationValue(10, 15, 10) (on uint8: hue in OpenCV's 0..180, saturation and value in
+#: 0..255) and RandomBrightnessContrast(0.15, 0.15) (brightness a fraction of 255).
+AFFINE_P = 0.5
+HUE_SHIFT = 10
+SATURATION_SHIFT = 15
+VALUE_SHIFT = 10
+CONTRAST = 0.15
+BRIGHTNESS = 0.15
+
+
+def scene_draws(seed: int, epochs: Sequence[int], indices: Sequence[int]) -> np.ndarray:
+    """N x len(DRAW_NAMES) float32 uniforms: scene ``indices[i]``'s draws in ``epochs[i]``."""
+    rows = [
+        np.random.default_rng([seed, epoch, index]).random(len(DRAW_NAMES))
+        for epoch, index in zip(epochs, indices, strict=True)
+    ]
+    return np.array(rows, dtype=np.float32).reshape(-1, len(DRAW_NAMES))
+
+
+def _spread(uniform: np.ndarray | Tensor, half_range: float) -> np.ndarray | Tensor:
+    """[0, 1) -> [-half_range, half_range)."""
+    return (2 * uniform - 1) * half_range
+
+
+class PhotometricChange:
+    """Hue/saturation/value and brightness/contrast of a scene's two RGB images, as its draws
+    say (uint8 in and out), in the loader worker."""
+
+    def __init__(self, params: AugmentParams, seed: int) -> None:
+        self.p = params.photometric_p
+        self.seed = seed
+        self.hsv = A.HueSaturationValue(HUE_SHIFT, SATURATION_SHIFT, VALUE_SHIFT, p=1)
+        self.brightness_contrast = A.RandomBrightnessContrast(BRIGHTNESS, CONTRAST, p=1)
+
+    @staticmethod
+    def wanted(params: AugmentParams) -> bool:
+        return params.photometric
+
+    def __call__(
+        self, images: tuple[np.ndarray, np.ndarray], epoch: int, index: int
+    ) -> tuple[np.ndarray, ...]:
+        draws = scene_draws(self.seed, [epoch], [index])[0]
+        if draws[_DRAW["hsv"]] < self.p:
+            shifts = {
+                "hue_shift": _spread(draws[_DRAW["hue"]], HUE_SHIFT),
+                "sat_shift": _spread(draws[_DRAW["saturation"]], SATURATION_SHIFT),
+                "val_shift": _spread(draws[_DRAW["value"]], VALUE_SHIFT),
+            }
+            images = tuple(self.hsv.apply(image, **shifts) for image in images)
+        if draws[_DRAW["brightness_contrast"]] < self.p:
+            # RandomBrightnessContrast scales brightness by the maximum value before apply.
+            alpha = 1 + _spread(draws[_DRAW["contrast"]], CONTRAST)
+            beta = _spread(draws[_DRAW["brightness"]], BRIGHTNESS) * 255
+            images = tuple(self.brightness_contrast.apply(image, alpha, beta) for image in images)
+        return images
+
+
+def affine_theta(flip: Tensor, scale: Tensor, shift_x: Tensor, shift_y: Tensor) -> Tensor:
+    """Kx2x3 sampling matrices (``affine_grid``'s) of a horizontal flip where ``flip``, then a
+    zoom by ``scale`` about the centre and a move by ``shift_x``, ``shift_y`` (fractions of the
+    width and height: the picture moves right and down for positive shifts), as
+    albumentations' HorizontalFlip then Affine(scale, translate_percent)."""
+    theta = torch.zeros(len(scale), 2, 3, device=scale.device)
+    mirror = torch.where(flip, -1.0, 1.0)
+    theta[:, 0, 0] = mirror / scale
+    theta[:, 0, 2] = -2 * shift_x * mirror / scale
+    theta[:, 1, 1] = 1 / scale
+    theta[:, 1, 2] = -2 * shift_y / scale
+    return theta
+
+
+class GeometricChange:
+    """Flip, then shift and scale, of a float batch of scenes in place (see
+    ``transforms.SCENE_CHANNELS``; the mask 0 or 1), on the batch's device."""
+
+    def __init__(self, params: AugmentParams, seed: int) -> None:
+        self.params = params
+        self.seed = seed
+
+    @staticmethod
+    def wanted(params: AugmentParams) -> bool:
+        return params.geometric
+
+    def __call__(self, scenes: Tensor, epochs: Sequence[int], indices: Sequence[int]) -> Tensor:
+        params = self.params
+        draws = torch.from_numpy(scene_draws(self.seed, epochs, indices))
+        flip = draws[:, _DRAW["flip"]] < params.flip_p
+        affine = draws[:, _DRAW["affine"]] < AFFINE_P
+        flip_only = (flip & ~affine).nonzero()[:, 0].to(scenes.device)
+        if len(flip_only):
+            scenes[flip_only] = scenes[flip_only].flip(-1)
+        rows = affine.nonzero()[:, 0]
+        if not len(rows):
+            return scenes
+        picked = draws[rows]
+        self.warp(
+            scenes,
+            rows.to(scenes.device),
+            flip[rows],
+            1 + _spread(picked[:, _DRAW["scale"]], params.scale),
+            _spread(picked[:, _DRAW["shift_x"]], params.shift),
+            _spread(picked[:, _DRAW["shift_y"]], params.shift),
+        )
+        return scenes
+
+    @staticmethod
+    def warp(
+        scenes: Tensor, rows: Tensor, flip: Tensor, scale: Tensor, shift_x: Tensor, shift_y: Tensor
+    ) -> None:
+        """Scenes ``rows`` flipped where ``flip``, then scaled and shifted (see ``affine_theta``),
+        with the borders reflected."""
+        theta = affine_theta(flip, scale, shift_x, shift_y).to(scenes.device)
+        moved = scenes[rows]
+        grid = F.affine_grid(theta, list(moved.shape), align_corners=False)
+        # Bilinear for the labels too (as the original): the mask is made binary again below.
+        moved = F.grid_sample(
+            moved, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+        )
+        moved[:, MASK_CHANNEL] = (moved[:, MASK_CHANNEL] > 0.5).to(moved.dtype)
+        scenes[rows] = moved

@@ -50,12 +50,15 @@ def training_trainer(
     scenes: int,
     workers: int,
     augment: bool,
+    overrides: tuple[str, ...] = (),
 ) -> Trainer:
-    """The real Trainer of a training with these settings, at ``size`` only."""
+    """The real Trainer of a training with these settings (and params ``overrides``), at
+    ``size`` only."""
     params = load_params(overrides=[
         f"train.workers={workers}", f"train.scenes_per_epoch={scenes}", "train.resume=false",
         f"train.image_sizes=[{size}]", "train.batch_size=16",
         *([] if augment else ["train.augment.photometric=false", "train.augment.geometric=false"]),
+        *overrides,
     ])  # fmt: skip
     return Trainer(build_run(params, table, archive, folder))
 
@@ -83,10 +86,11 @@ def scenes_per_second(passes: Callable[[], int], rounds: int) -> float:
 
 def worker_memory(batches: DataLoader, count: int) -> list[tuple[float, float]]:
     """(private MB, proportional MB) of each worker after ``count`` batches."""
+    earlier = set(psutil.Process().children())  # the other loaders' persistent workers
     iterator = iter(batches)
     for _ in range(count):
         next(iterator)
-    workers = psutil.Process().children()
+    workers = [child for child in psutil.Process().children() if child not in earlier]
     return [
         (info.uss / 2**20, info.pss / 2**20)
         for info in (worker.memory_full_info() for worker in workers)

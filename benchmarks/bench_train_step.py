@@ -3,7 +3,9 @@
 Each variant is the real Trainer (params.yaml with its train.precision, channels_last and
 compile changed) stepping on one real batch of 16 from the index, at 64 and 96 px. Variants take
 turns, several rounds each, so that a change in the machine's load hits all of them alike; the
-median round is printed, with its speed-up over eager fp32 in the contiguous layout. On a GPU
+median round is printed, with its speed-up over eager fp32 in the contiguous layout and its
+arithmetic rate (FLOPs of one step, counted by PyTorch's FlopCounterMode) as a share of this
+machine's measured peak: a matrix product large enough to reach it, in bf16 and in fp32. On a GPU
 (`--device cuda`) the clock is read only after the device has finished its queued work, and
 fp16 with its GradScaler is timed too.
 
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
 
 from depthseg.core.params import load_params
 from depthseg.core.paths import INDEX_FILE
@@ -68,6 +71,26 @@ def make_trainer(
     for _ in range(3):  # warm-up (and compilation)
         trainer.step(batch)
     return trainer, batch
+
+
+def matmul_peak(dtype: torch.dtype, device: str, side: int, repeats: int = 5) -> float:
+    """GFLOP/s of the best of ``repeats`` side x side matrix products in ``dtype``."""
+    a, b = (torch.randn(side, side, device=device).to(dtype) for _ in range(2))
+    best = math.inf
+    for _ in range(repeats + 1):  # the first warms up
+        finish_queued_work(device == "cuda")
+        started = time.perf_counter()
+        a @ b
+        finish_queued_work(device == "cuda")
+        best = min(best, time.perf_counter() - started)
+    return 2 * side**3 / best / 1e9
+
+
+def step_flops(trainer: Trainer, batch: dict) -> float:
+    """FLOPs of one training step (forward and backward) as PyTorch counts them."""
+    with FlopCounterMode(display=False) as counter:
+        trainer.step(batch)
+    return float(counter.get_total_flops())
 
 
 def finish_queued_work(on_gpu: bool) -> None:
@@ -129,9 +152,15 @@ def main() -> None:
     on_gpu = args.device == "cuda"
     variants = VARIANTS | (GPU_ONLY if on_gpu else {}) | ({} if args.no_compile else COMPILED)
     machine = torch.cuda.get_device_name() if on_gpu else platform.processor() or platform.machine()
+    side = 8192 if on_gpu else 2048
+    peaks = {name: matmul_peak(dtype, args.device, side) for name, dtype in
+             (("bf16", torch.bfloat16), ("fp32", torch.float32))}  # fmt: skip
     print(f"{machine}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"batch {args.batch}, SGD step with the joint loss")  # fmt: skip
-    print("| size | variant | samples/s | vs eager fp32 |\n|---|---|---|---|")
+          f"batch {args.batch}, SGD step with the joint loss; peak of a {side}x{side} matrix "
+          f"product: bf16 {peaks['bf16']:.0f} GFLOP/s, "
+          f"fp32 {peaks['fp32']:.0f} GFLOP/s")  # fmt: skip
+    print("| size | variant | samples/s | vs eager fp32 | GFLOP/s | of bf16 peak | of fp32 peak |")
+    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as scratch:
         for size in args.sizes:
             ready = {
@@ -150,9 +179,14 @@ def main() -> None:
                     finish_queued_work(on_gpu)
                     rates[name].append(args.batch * args.steps / (time.perf_counter() - started))
             reference = statistics.median(next(iter(rates.values())))
+            trainer, batch = next(iter(ready.values()))
+            flops_per_sample = step_flops(trainer, batch) / args.batch
             for name, values in rates.items():
                 rate = statistics.median(values)
-                print(f"| {size} | {name} | {rate:.1f} | {rate / reference:.2f}x |", flush=True)
+                gflops = rate * flops_per_sample / 1e9
+                print(f"| {size} | {name} | {rate:.1f} | {rate / reference:.2f}x | {gflops:.0f} "
+                      f"| {gflops / peaks['bf16']:.0%} | {gflops / peaks['fp32']:.0%} |",
+                      flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -34,6 +35,12 @@ def test_the_variants_are_timed_against_eager_fp32(pipeline) -> None:
     ]
     assert rows[0][3] == "1.00x"
     assert all(float(row[2]) > 0 for row in rows)
+    # Arithmetic rate and its shares of the measured peaks, in proportion to samples/s.
+    for row in rows:
+        gflops, bf16_share, fp32_share = float(row[4]), row[5], row[6]
+        assert gflops > 0 and bf16_share.endswith("%") and fp32_share.endswith("%")
+    peak = re.search(r"bf16 (\d+) GFLOP/s, fp32 (\d+) GFLOP/s", output)
+    assert peak and int(peak.group(1)) > 0 and int(peak.group(2)) > 0
 
 
 @pytest.mark.slow

@@ -71,7 +71,7 @@ class Trainer:
         self.scaler.update()
         return loss.detach()
 
-    def _train_epoch(self, epoch: int) -> tuple[float, float, int]:
+    def train_epoch(self, epoch: int) -> tuple[float, float, int]:
         """Mean training loss, samples per second and scenes skipped."""
         self.model.train()
         running = RunningLoss(self.setup.device, epoch)
@@ -116,7 +116,7 @@ class Trainer:
             size = self.config.image_size(epoch)
             started = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
-            train_loss, rate, skipped = self._train_epoch(epoch)
+            train_loss, rate, skipped = self.train_epoch(epoch)
             val = self.validate(epoch)
             self.schedule.epoch_done(val.loss)
             report = EpochReport(

@@ -184,7 +184,7 @@ def main() -> None:
             for name, values in rates.items():
                 rate = statistics.median(values)
                 gflops = rate * flops_per_sample / 1e9
-                print(f"| {size} | {name} | {rate:.1f} | {rate / reference:.2f}x | {gflops:.0f} "
+                print(f"| {size} | {name} | {rate:.1f} | {rate / reference:.2f}x | {gflops:.1f} "
                       f"| {gflops / peaks['bf16']:.0%} | {gflops / peaks['fp32']:.0%} |",
                       flush=True)  # fmt: skip
 

@@ -46,11 +46,19 @@ def start_worker(command: list[str], project: Path, env: dict[str, str]) -> subp
 def trials(storage: str) -> list[optuna.trial.FrozenTrial]:
     if storage.endswith(".journal"):
         backend = optuna.storages.journal.JournalFileBackend(storage)
-        storage = optuna.storages.JournalStorage(backend)
+        opened = optuna.storages.JournalStorage(backend)
+    else:
+        opened = optuna.storages.RDBStorage(storage)
     try:
-        return optuna.load_study(study_name="shared", storage=storage).trials
+        return optuna.load_study(study_name="shared", storage=opened).trials
     except KeyError:  # the study does not exist yet
         return []
+    finally:
+        # Polled twice a second: an engine left to the garbage collector keeps its connections
+        # open, and the server's max_connections runs out under the workers.
+        if isinstance(opened, optuna.storages.RDBStorage):
+            opened.remove_session()
+            opened.engine.dispose()
 
 
 def wait_until(condition, storage: str, timeout: float = 180) -> None:

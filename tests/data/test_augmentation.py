@@ -37,22 +37,27 @@ def _smooth_scene(seed: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(
-    ("flip", "scale", "shift_x", "shift_y"),
-    [(False, 1.1, 4 / SIZE, -2 / SIZE), (True, 0.9, -3 / SIZE, 3 / SIZE), (True, 1.0, 0.0, 0.0)],
+    ("flip", "scale", "shift"),
+    [
+        (False, (1.1, 1.1), (4 / SIZE, -2 / SIZE)),
+        (True, (0.9, 1.05), (-3 / SIZE, 3 / SIZE)),
+        (True, (1.0, 1.0), (0.0, 0.0)),
+    ],
 )
 def test_the_warp_is_albumentations_flip_then_affine(
-    flip: bool, scale: float, shift_x: float, shift_y: float
+    flip: bool, scale: tuple[float, float], shift: tuple[float, float]
 ) -> None:
     scene = _smooth_scene(0)
     warped = scene.clone()
     GeometricChange.warp(
         warped, torch.tensor([0]), torch.tensor([flip]), torch.tensor([scale]),
-        torch.tensor([shift_x]), torch.tensor([shift_y]),
+        torch.tensor([shift]),
     )  # fmt: skip
+    (scale_x, scale_y), (shift_x, shift_y) = scale, shift
     original = A.Compose([
         A.HorizontalFlip(p=1.0 if flip else 0.0),
         A.Affine(
-            scale=(scale, scale),
+            scale={"x": (scale_x, scale_x), "y": (scale_y, scale_y)},
             translate_percent={"x": (shift_x, shift_x), "y": (shift_y, shift_y)},
             border_mode=cv2.BORDER_REFLECT_101, interpolation=cv2.INTER_LINEAR,
             mask_interpolation=cv2.INTER_NEAREST, p=1.0,
@@ -77,8 +82,8 @@ def test_the_warp_moves_every_channel_alike_and_only_the_rows_asked() -> None:
     scene[0, 1:MASK_CHANNEL] = scene[0, 0]  # images and depth alike
     batch = torch.cat([scene, scene])
     GeometricChange.warp(
-        batch, torch.tensor([1]), torch.tensor([True]), torch.tensor([1.2]),
-        torch.tensor([0.1]), torch.tensor([0.1]),
+        batch, torch.tensor([1]), torch.tensor([True]), torch.tensor([[1.2, 1.1]]),
+        torch.tensor([[0.1, 0.1]]),
     )  # fmt: skip
     assert torch.equal(batch[0], scene[0])
     moved = batch[1]

@@ -35,7 +35,7 @@ from depthseg.data.transforms import MASK_CHANNEL
 
 #: The uniform draws in [0, 1) each scene takes, in this order, used or not.
 DRAW_NAMES = (
-    "flip", "affine", "scale", "shift_x", "shift_y",
+    "flip", "affine", "scale_x", "scale_y", "shift_x", "shift_y",
     "hsv", "hue", "saturation", "value",
     "brightness_contrast", "contrast", "brightness",
 )  # fmt: skip
@@ -99,17 +99,18 @@ class PhotometricChange:
         return images
 
 
-def affine_theta(flip: Tensor, scale: Tensor, shift_x: Tensor, shift_y: Tensor) -> Tensor:
+def affine_theta(flip: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
     """Kx2x3 sampling matrices (``affine_grid``'s) of a horizontal flip where ``flip``, then a
-    zoom by ``scale`` about the centre and a move by ``shift_x``, ``shift_y`` (fractions of the
-    width and height: the picture moves right and down for positive shifts), as
-    albumentations' HorizontalFlip then Affine(scale, translate_percent)."""
+    zoom about the centre by ``scale`` (Kx2: x, y) and a move by ``shift`` (Kx2: fractions of the
+    width and height; the picture moves right and down for positive shifts), as albumentations'
+    HorizontalFlip then Affine(scale, translate_percent) with its default keep_ratio=False."""
     theta = torch.zeros(len(scale), 2, 3, device=scale.device)
     mirror = torch.where(flip, -1.0, 1.0)
-    theta[:, 0, 0] = mirror / scale
-    theta[:, 0, 2] = -2 * shift_x * mirror / scale
-    theta[:, 1, 1] = 1 / scale
-    theta[:, 1, 2] = -2 * shift_y / scale
+    scale_x, scale_y = scale.unbind(1)
+    theta[:, 0, 0] = mirror / scale_x
+    theta[:, 0, 2] = -2 * shift[:, 0] * mirror / scale_x
+    theta[:, 1, 1] = 1 / scale_y
+    theta[:, 1, 2] = -2 * shift[:, 1] / scale_y
     return theta
 
 
@@ -137,23 +138,16 @@ class GeometricChange:
         if not len(rows):
             return scenes
         picked = draws[rows]
-        self.warp(
-            scenes,
-            rows.to(scenes.device),
-            flip[rows],
-            1 + _spread(picked[:, _DRAW["scale"]], params.scale),
-            _spread(picked[:, _DRAW["shift_x"]], params.shift),
-            _spread(picked[:, _DRAW["shift_y"]], params.shift),
-        )
+        scale = 1 + _spread(picked[:, [_DRAW["scale_x"], _DRAW["scale_y"]]], params.scale)
+        shift = _spread(picked[:, [_DRAW["shift_x"], _DRAW["shift_y"]]], params.shift)
+        self.warp(scenes, rows.to(scenes.device), flip[rows], scale, shift)
         return scenes
 
     @staticmethod
-    def warp(
-        scenes: Tensor, rows: Tensor, flip: Tensor, scale: Tensor, shift_x: Tensor, shift_y: Tensor
-    ) -> None:
+    def warp(scenes: Tensor, rows: Tensor, flip: Tensor, scale: Tensor, shift: Tensor) -> None:
         """Scenes ``rows`` flipped where ``flip``, then scaled and shifted (see ``affine_theta``),
         with the borders reflected."""
-        theta = affine_theta(flip, scale, shift_x, shift_y).to(scenes.device)
+        theta = affine_theta(flip, scale, shift).to(scenes.device)
         moved = scenes[rows]
         grid = F.affine_grid(theta, list(moved.shape), align_corners=False)
         # Bilinear for the labels too (as the original): the mask is made binary again below.

@@ -13,6 +13,9 @@ import optuna
 import pytest
 from repro_project import run
 
+from depthseg.core.params import TuneParams
+from depthseg.tuning.storage import open_storage
+
 pytestmark = pytest.mark.slow
 
 COMPLETE, FAIL, RUNNING = (
@@ -44,11 +47,7 @@ def start_worker(command: list[str], project: Path, env: dict[str, str]) -> subp
 
 
 def trials(storage: str) -> list[optuna.trial.FrozenTrial]:
-    if storage.endswith(".journal"):
-        backend = optuna.storages.journal.JournalFileBackend(storage)
-        opened = optuna.storages.JournalStorage(backend)
-    else:
-        opened = optuna.storages.RDBStorage(storage)
+    opened = open_storage(storage, TuneParams())
     try:
         return optuna.load_study(study_name="shared", storage=opened).trials
     except KeyError:  # the study does not exist yet

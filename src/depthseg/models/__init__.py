@@ -1,1 +1,1 @@
-"""DSResNet, and the form in which MLflow serves it."""
+"""The networks (DSResNet, the original's MaskNet), and the form in which MLflow serves them."""

@@ -25,6 +25,7 @@ from depthseg.data import layout
 from depthseg.data.archive import pack_folder
 from depthseg.data.indexing import build_index
 from depthseg.models.dsresnet import DSResNet
+from depthseg.models.masknet import MaskNet
 
 Files = dict[str, bytes]
 
@@ -222,6 +223,18 @@ def saved_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     weights, card = folder / "model.pt", folder / "model.json"
     torch.save(DSResNet(0.125).state_dict(), weights)
     card.write_text(json.dumps({"width": 0.125, "image_size": 64, "run_id": "none"}))
+    return weights, card
+
+
+@pytest.fixture(scope="session")
+def saved_mask_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(weights, card) of a width-0.25 MaskNet (no depth output) kept at 64 px, mirror averaged."""
+    folder = tmp_path_factory.mktemp("mask-model")
+    torch.manual_seed(0)
+    weights, card = folder / "model.pt", folder / "model.json"
+    torch.save(MaskNet(0.25).state_dict(), weights)
+    description = {"model": "masknet", "outputs": ["mask"], "width": 0.25, "image_size": 64}
+    card.write_text(json.dumps({**description, "mirror_average": True, "run_id": "none"}))
     return weights, card
 
 

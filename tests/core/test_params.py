@@ -253,3 +253,20 @@ def test_stage_reports_bad_params_in_one_message(
     assert error.startswith("error: ")
     assert key in error
     assert "Traceback" not in error
+
+
+def test_a_mask_only_model_is_refused_params_that_ask_for_depth() -> None:
+    (message,) = _problem_lines({"model": {"name": "masknet"}})  # one line naming every key
+    for asked in ("loss.depth.rmse is 2.0", "registry.score is iou_minus_rmse"):
+        assert asked in message
+    assert "loss.depth.ssim" in message and "set" in message  # and saying what to do
+    (preset,) = _problem_lines({"model": {"name": "masknet"}, "loss": {"preset": "ssim_dice"}})
+    assert "loss.preset is ssim_dice" in preset
+    mask_only = parse_params(
+        {
+            "model": {"name": "masknet"},
+            "loss": {"depth": {"rmse": 0}, "mask": {"ssim": 1.0}},
+            "registry": {"score": "mask_iou"},
+        }
+    )
+    assert not mask_only.model.predicts_depth and Params().model.predicts_depth

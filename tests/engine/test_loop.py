@@ -374,3 +374,25 @@ def test_a_compiled_network_trains_like_the_eager_one(tiny_index, tmp_path: Path
     (eager_report,), (compiled_report,) = eager.fit(), compiled.fit()
     assert compiled_report.val_loss == pytest.approx(eager_report.val_loss, rel=1e-3)
     assert set(compiled.model.state_dict()) == set(eager.model.state_dict())  # no wrapper prefix
+
+
+def test_masknet_trains_on_the_mask_alone_and_reports_no_depth(tiny_index, tmp_path) -> None:
+    table, archive = tiny_index
+    params = parse_params(
+        {
+            "model": {"name": "masknet", "width": 0.25},
+            "loss": {"depth": {"rmse": 0.0}, "mask": {"ssim": 1.0}},
+            "registry": {"score": "mask_iou"},
+            "train": TINY_TRAIN,
+        }
+    )
+    trainer = Trainer(build_run(params, table, archive, tmp_path))
+    history = trainer.fit()
+    assert [report.epoch for report in history] == [1, 2]
+    for report in history:
+        assert set(report.val) == {"mask_iou", "mask_dice", "mask_soft_iou"}
+        assert not any(key.startswith("val_depth") for key in report.metrics())
+        assert "RMSE" not in report.summary(2, kept=False)
+        assert 0 <= report.val["mask_iou"] <= 1 and report.val_loss > 0
+    grid = trainer.preview.grid(64)
+    assert grid is not None and grid.shape[1] == 3 * 64  # scene, true and predicted mask

@@ -12,6 +12,7 @@ from depthseg.objectives.losses import (
     LossWeights,
     bce_with_logits,
     dice_loss,
+    mask_ssim_loss,
     rmse_loss,
     ssim,
     ssim_loss,
@@ -181,3 +182,55 @@ def test_joint_loss_is_float32_under_autocast() -> None:
         )
     assert total.dtype == torch.float32
     assert all(value.dtype == torch.float32 for value in parts.values())
+
+
+def _reference_ssim(x: np.ndarray, y: np.ndarray, window: int = 11, sigma: float = 1.5) -> float:
+    """SSIM as the original computed it, written out in numpy: a 2-D gaussian window (11,
+    sigma 1.5) at every position where it fits, population statistics, C1 = 0.01^2 and
+    C2 = 0.03^2 (data range 1), the mean of the map over windows, images and channels."""
+    coords = np.arange(window) - window // 2
+    g = np.exp(-(coords**2) / (2 * sigma**2))
+    kernel = np.outer(g, g) / np.outer(g, g).sum()
+    values = []
+    for a, b in zip(x.reshape(-1, *x.shape[-2:]), y.reshape(-1, *y.shape[-2:]), strict=True):
+        patches_a = np.lib.stride_tricks.sliding_window_view(a, (window, window))
+        patches_b = np.lib.stride_tricks.sliding_window_view(b, (window, window))
+        mu_a = (patches_a * kernel).sum(axis=(-2, -1))
+        mu_b = (patches_b * kernel).sum(axis=(-2, -1))
+        var_a = (patches_a**2 * kernel).sum(axis=(-2, -1)) - mu_a**2
+        var_b = (patches_b**2 * kernel).sum(axis=(-2, -1)) - mu_b**2
+        cov = (patches_a * patches_b * kernel).sum(axis=(-2, -1)) - mu_a * mu_b
+        c1, c2 = 0.01**2, 0.03**2
+        values.append(
+            ((2 * mu_a * mu_b + c1) * (2 * cov + c2))
+            / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+        )
+    return float(np.mean(values))
+
+
+def test_the_mask_ssim_loss_is_the_originals_one_minus_ssim_of_the_probability() -> None:
+    _, mask_logits, _, mask_true = _batch()
+    weights = LossWeights(depth_rmse=0.0, mask_bce=0.0, mask_dice=0.0, mask_ssim=1.0)
+    total, parts = JointLoss(weights)(None, mask_logits, torch.zeros_like(mask_true), mask_true)
+    assert set(parts) == {"mask_ssim"}
+    prob = torch.sigmoid(mask_logits).detach().double().numpy()
+    expected = 1 - _reference_ssim(prob, mask_true.double().numpy())
+    assert total.item() == pytest.approx(expected, abs=1e-5)
+    assert mask_ssim_loss(torch.sigmoid(mask_logits), mask_true).item() == pytest.approx(
+        expected, abs=1e-5
+    )
+    total.backward()
+    assert mask_logits.grad is not None and mask_logits.grad.abs().sum() > 0
+
+
+def test_a_network_without_depth_trains_on_mask_terms_alone() -> None:
+    _, mask_logits, depth_true, mask_true = _batch()
+    mask_only = LossWeights(depth_rmse=0.0, mask_bce=1.0, mask_dice=2.0)
+    total, parts = JointLoss(mask_only)(None, mask_logits, depth_true, mask_true)
+    assert set(parts) == {"mask_bce", "mask_dice"}
+    expected = bce_with_logits(mask_logits, mask_true) + 2 * dice_loss(
+        torch.sigmoid(mask_logits), mask_true
+    )
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(ValueError, match=r"predicts no depth.*depth_rmse 2\.0"):
+        JointLoss(LossWeights())(None, mask_logits, depth_true, mask_true)

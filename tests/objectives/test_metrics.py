@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from depthseg.objectives import metrics as metrics_module
-from depthseg.objectives.metrics import METRIC_NAMES, SegDepthMetrics, score
+from depthseg.objectives.metrics import MASK_METRIC_NAMES, METRIC_NAMES, SegDepthMetrics, score
 
 
 def _images(*images: list[list[float]]) -> torch.Tensor:
@@ -114,18 +114,18 @@ def test_rejects_mismatched_shapes() -> None:
 def test_the_device_side_never_uses_float64(monkeypatch: pytest.MonkeyPatch) -> None:
     """MPS has no float64: per-batch sums stay float32; only the CPU accumulates in float64."""
     made: list[torch.dtype] = []
-    original = metrics_module._per_image_sums
+    original = metrics_module._per_image
 
     def recording(*tensors: torch.Tensor) -> torch.Tensor:
         sums = original(*tensors)
         made.append(sums.dtype)
         return sums
 
-    monkeypatch.setattr(metrics_module, "_per_image_sums", recording)
+    monkeypatch.setattr(metrics_module, "_per_image", recording)
     half = torch.rand(2, 1, 8, 8).half()
     metrics = SegDepthMetrics()
     rows = metrics.update(half, half, half, half)
-    assert made == [torch.float32] and len(rows) == 2
+    assert made == [torch.float32, torch.float32] and len(rows) == 2  # mask sums, depth sums
     assert metrics._totals.dtype == torch.float64
 
 
@@ -137,3 +137,26 @@ def test_every_score_rule_ranks_the_better_model_higher() -> None:
     assert score(sharper_depth, "depth_rmse") > score(sharper_mask, "depth_rmse")
     with pytest.raises(ValueError, match="unknown score rule 'iou'"):
         score(sharper_mask, "iou")
+
+
+def test_without_depth_there_are_mask_metrics_alone_and_the_same_ones() -> None:
+    both, mask_only = SegDepthMetrics(), SegDepthMetrics(depth=False)
+    rows = mask_only.update(None, DEPTH_TRUE, MASK_PROB, MASK_TRUE)
+    full_rows = _update(both)
+    assert all(set(row) == set(MASK_METRIC_NAMES) for row in rows)
+    assert rows == [{name: row[name] for name in MASK_METRIC_NAMES} for row in full_rows]
+    computed = mask_only.compute()
+    assert list(computed) == list(MASK_METRIC_NAMES)  # no depth metric, not even NaN
+    assert computed == {name: both.compute()[name] for name in MASK_METRIC_NAMES}
+    with pytest.raises(ValueError, match="take no depth"):
+        mask_only.update(DEPTH_PRED, DEPTH_TRUE, MASK_PROB, MASK_TRUE)
+    with pytest.raises(ValueError, match="need a depth"):
+        both.update(None, DEPTH_TRUE, MASK_PROB, MASK_TRUE)
+
+
+def test_a_score_that_needs_depth_refuses_metrics_without_it() -> None:
+    mask_only = {"mask_iou": 0.9, "mask_dice": 0.95}
+    assert score(mask_only, "mask_iou") == pytest.approx(0.9)
+    for rule in ("iou_minus_rmse", "depth_rmse"):
+        with pytest.raises(ValueError, match=f"{rule} needs a depth RMSE.*rank it by mask_iou"):
+            score(mask_only, rule)

@@ -158,6 +158,17 @@ def test_a_space_key_that_is_not_a_param_is_refused(workspace: Path, tiny_index)
         study_in(workspace, params, tiny_index, n_trials=1)
 
 
+def test_a_model_without_depth_is_refused_an_objective_that_ranks_by_depth(
+    workspace: Path, tiny_index
+) -> None:
+    raw = tiny_params().model_dump()
+    raw |= {"model": {**raw["model"], "name": "masknet"}, "registry": {"score": "mask_iou"}}
+    raw["loss"]["depth"] = {"rmse": 0.0, "ssim": 0.0}
+    with pytest.raises(TuneError, match=r"masknet, which predicts no depth.*val depth RMSE"):
+        study_in(workspace, parse_params(raw), tiny_index, n_trials=1)
+    assert not (workspace / "optuna.db").exists()  # refused before any study was opened
+
+
 def test_a_study_cannot_change_its_objectives(workspace: Path) -> None:
     storage = f"sqlite:///{workspace / 'optuna.db'}"
     open_study(tiny_params().tune, storage=storage)

@@ -117,10 +117,30 @@ class IndexParams(Section):
         return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
 
 
+#: ``model.name``: the network trained (``models.catalog`` builds it).
+ModelName = Literal["dsresnet", "masknet"]
+#: The networks that predict the mask alone: no depth loss, metric or output.
+MASK_ONLY_MODELS = frozenset({"masknet"})
+
+
+def model_outputs(model_name: str) -> tuple[str, ...]:
+    """What the network ``model_name`` predicts (its model card and registry versions say so)."""
+    return ("mask",) if model_name in MASK_ONLY_MODELS else ("mask", "depth")
+
+
+def predicts_depth(model_name: str) -> bool:
+    return "depth" in model_outputs(model_name)
+
+
 class ModelParams(Section):
+    name: ModelName = "dsresnet"
     width: ModelWidth = 1.0
     # Predict (evaluate, predict, serve, export) as the mean over the scene and its mirror image.
     mirror_average: bool = True
+
+    @property
+    def predicts_depth(self) -> bool:
+        return predicts_depth(self.name)
 
 
 class DepthLossParams(Section):
@@ -131,6 +151,7 @@ class DepthLossParams(Section):
 class MaskLossParams(Section):
     bce: NonNegative = 1.0
     dice: NonNegative = 2.0
+    ssim: NonNegative = 0.0
 
 
 #: The original's three combined losses (``objectives.losses.LOSS_PRESETS``), the winner first.
@@ -365,6 +386,26 @@ class Params(Section):
     tune: TuneParams = TuneParams()
     lr_find: LRFindParams = LRFindParams()
     limits: LimitsParams = LimitsParams()
+
+    @model_validator(mode="after")
+    def _mask_only_models_ask_for_no_depth(self) -> Params:
+        """A network without a depth output has no depth loss to train and no depth metric to
+        rank by: params that ask for one are refused before training starts."""
+        loss, score = self.loss, self.registry.score
+        depth_asks = {
+            "loss.preset": loss.preset,
+            "loss.depth.rmse": loss.depth.rmse,
+            "loss.depth.ssim": loss.depth.ssim,
+            "registry.score": None if score == "mask_iou" else score,
+        }
+        asked = [f"{key} is {value}" for key, value in depth_asks.items() if value]
+        if asked and not self.model.predicts_depth:
+            raise ValueError(
+                f"model.name is {self.model.name}, which predicts no depth, but "
+                f"{', '.join(asked)}: set loss.preset to null, loss.depth.rmse and "
+                "loss.depth.ssim to 0 and registry.score to mask_iou"
+            )
+        return self
 
 
 def _section_keys(loc: tuple[int | str, ...]) -> list[str]:

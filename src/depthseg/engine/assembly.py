@@ -19,7 +19,7 @@ from depthseg.engine.checkpoints import Checkpoints, Trainables, split_assignmen
 from depthseg.engine.compute import ComputeSetup, TrainingError
 from depthseg.engine.distributed import ONE_PROCESS, ProcessGroup
 from depthseg.engine.recipe import LRSchedule, build_loss, build_optimizer
-from depthseg.models.dsresnet import DSResNet
+from depthseg.models.catalog import build_network
 from depthseg.objectives.losses import JointLoss
 
 
@@ -88,8 +88,8 @@ def build_run(
     checkpoint_dir: Path,
     group: ProcessGroup = ONE_PROCESS,
 ) -> RunParts:
-    """The parts of a training of DSResNet on the train split of an index, validated on its val
-    split, checkpointed in ``checkpoint_dir``."""
+    """The parts of a training of the network ``model.name`` on the train split of an index,
+    validated on its val split, checkpointed in ``checkpoint_dir``."""
     config = params.train
     setup = ComputeSetup.from_params(config)
     setup = replace(setup, device=group.device(setup.device))
@@ -120,7 +120,8 @@ def build_run(
     val = Split(val_set, val_sampler, _loader(val_set, val_sampler, config, setup))
 
     torch.manual_seed(config.seed)
-    model = DSResNet(params.model.width).to(setup.device, memory_format=setup.memory_format)
+    network = build_network(params.model.name, params.model.width)
+    model = network.to(setup.device, memory_format=setup.memory_format)
     optimizer = build_optimizer(model, config.optimizer)
     trainables = Trainables(
         model,

@@ -38,10 +38,11 @@ class EpochReport:
     def summary(self, epochs: int, kept: bool) -> str:
         """One line for the log, printed even where no bar is drawn (``dvc repro > log``)."""
         mark = " (kept)" if kept else ""
+        rmse = f", val RMSE {self.val['depth_rmse']:.4f}" if "depth_rmse" in self.val else ""
         return (
             f"epoch {self.epoch}/{epochs} at {self.image_size} px: train loss "
             f"{self.train_loss:.4f}, val loss {self.val_loss:.4f}, val IoU "
-            f"{self.val['mask_iou']:.4f}, val RMSE {self.val['depth_rmse']:.4f}, "
+            f"{self.val['mask_iou']:.4f}{rmse}, "
             f"{self.samples_per_s:.1f} samples/s, {self.seconds:.0f} s{mark}"
         )
 

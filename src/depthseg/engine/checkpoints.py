@@ -15,11 +15,11 @@ from torch import nn
 
 from depthseg.core.errors import DepthsegError, first_line
 from depthseg.core.files import replaced_atomically
-from depthseg.core.params import ImageSize, ModelWidth, Params
+from depthseg.core.params import ImageSize, ModelName, ModelWidth, Params
 from depthseg.engine.callbacks import EpochReport
 from depthseg.engine.compute import TrainingError
 from depthseg.engine.recipe import LRSchedule
-from depthseg.models.dsresnet import DSResNet
+from depthseg.models.catalog import build_network
 from depthseg.models.mirror_averaged import MirrorAveraged
 
 LAST_CHECKPOINT = "last.pt"
@@ -74,6 +74,8 @@ class ModelCard(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
+    # Cards written before MaskNet existed describe DSResNet.
+    model: ModelName = "dsresnet"
     width: ModelWidth
     image_size: ImageSize
     # Cards written before the option existed describe plain predictions.
@@ -93,13 +95,13 @@ def load_trained(weights: Path, card: Path) -> tuple[nn.Module, dict[str, Any]]:
             f"{'.'.join(map(str, e['loc'])) or 'the file'}: {e['msg']}" for e in error.errors()
         )
         raise DepthsegError(f"{card}: not a model card written by train ({problems})") from None
-    model = DSResNet(details.width)
+    model = build_network(details.model, details.width)
     try:
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     except (RuntimeError, pickle.UnpicklingError, OSError, EOFError) as error:
         reason = first_line(error)[:300]
         raise DepthsegError(
-            f"{weights}: not the weights of a width-{details.width:g} DSResNet ({reason})"
+            f"{weights}: not the weights of a width-{details.width:g} {details.model} ({reason})"
         ) from None
     network = MirrorAveraged(model) if details.mirror_average else model
     return network.eval(), details.model_dump()

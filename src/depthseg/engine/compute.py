@@ -21,6 +21,11 @@ class TrainingError(DepthsegError, RuntimeError):
     """Training cannot start or go on; the message says why."""
 
 
+def probability(logits: torch.Tensor | None) -> torch.Tensor | None:
+    """The sigmoid of an output's logits in float32; None for an output the network lacks."""
+    return None if logits is None else torch.sigmoid(logits.float())
+
+
 def select_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
@@ -128,8 +133,11 @@ class ComputeSetup:
 
     def predict(
         self, model: nn.Module, bg: torch.Tensor, bg_fg: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Depth and mask probability, in float32."""
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Depth (None from a network without a depth output) and mask probability, in
+        float32."""
         with torch.no_grad(), self.autocast():
             depth_logits, mask_logits = model(bg, bg_fg)
-        return torch.sigmoid(depth_logits.float()), torch.sigmoid(mask_logits.float())
+        mask = probability(mask_logits)
+        assert mask is not None
+        return probability(depth_logits), mask

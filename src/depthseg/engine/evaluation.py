@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from depthseg.engine.compute import ComputeSetup, TrainingError
+from depthseg.engine.compute import ComputeSetup, TrainingError, probability
 from depthseg.engine.distributed import ONE_PROCESS, ProcessGroup
 from depthseg.objectives.losses import JointLoss
 from depthseg.objectives.metrics import SegDepthMetrics
@@ -31,14 +31,16 @@ def evaluate_split(
     setup: ComputeSetup,
     per_image: bool = False,
     group: ProcessGroup = ONE_PROCESS,
+    predicts_depth: bool = True,
 ) -> SplitResult:
-    """Loss and metrics over a whole split (and per image when asked).
+    """Loss and metrics over a whole split (and per image when asked); the depth metrics only
+    when the model ``predicts_depth``.
 
     When each process of ``group`` evaluates a share of the split (DDP), loss and metrics are
     those of the whole split.
     """
     model.eval()
-    metrics = SegDepthMetrics()
+    metrics = SegDepthMetrics(depth=predicts_depth)
     images: list[dict[str, float]] = []
     total_loss, samples, skipped = 0.0, 0, 0
     for batch in loader:
@@ -51,9 +53,8 @@ def evaluate_split(
             loss, _ = loss_fn(depth_logits, mask_logits, depth, mask)
         total_loss += loss.item() * len(bg)
         samples += len(bg)
-        rows = metrics.update(
-            torch.sigmoid(depth_logits.float()), depth, torch.sigmoid(mask_logits.float()), mask
-        )
+        mask_prob = torch.sigmoid(mask_logits.float())
+        rows = metrics.update(probability(depth_logits), depth, mask_prob, mask)
         if per_image:
             images += [
                 {"index": index, **row} for index, row in zip(batch["index"], rows, strict=True)

@@ -109,6 +109,7 @@ class Trainer:
             self.parts.loss,
             self.setup,
             group=self.group,
+            predicts_depth=self.parts.params.model.predicts_depth,
         )
 
     def fit(self) -> list[EpochReport]:

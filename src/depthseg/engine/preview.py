@@ -1,5 +1,6 @@
 """Prediction grids: one row per scene, bg_fg | true mask | predicted mask | true depth | predicted
-depth, as an RGB uint8 image for MLflow and the evaluate stage's files."""
+depth (the last two only for a network that predicts depth), as an RGB uint8 image for MLflow and
+the evaluate stage's files."""
 
 from __future__ import annotations
 
@@ -41,19 +42,23 @@ def prediction_grid(
     mask_true: torch.Tensor,
     mask_prob: torch.Tensor,
     depth_true: torch.Tensor,
-    depth_pred: torch.Tensor,
+    depth_pred: torch.Tensor | None,
 ) -> np.ndarray:
     """Stack one row per scene of the batch; depth in the magma colour map, dark = near.
 
-    ``bg_fg`` is uint8 RGB as the dataset gives it; the rest are floats in [0, 1]."""
+    ``bg_fg`` is uint8 RGB as the dataset gives it; the rest are floats in [0, 1]. Without a
+    ``depth_pred`` the row ends with the predicted mask."""
     rows = [
         np.concatenate(
             [
                 _rgb(bg_fg[i]),
                 _grey(mask_true[i]),
                 _grey(mask_prob[i]),
-                _coloured(depth_true[i]),
-                _coloured(depth_pred[i]),
+                *(
+                    ()
+                    if depth_pred is None
+                    else (_coloured(depth_true[i]), _coloured(depth_pred[i]))
+                ),
             ],
             axis=1,
         )

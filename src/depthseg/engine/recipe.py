@@ -20,6 +20,7 @@ def loss_weights(params: LossParams) -> LossWeights:
         depth_ssim=params.depth.ssim,
         mask_bce=params.mask.bce,
         mask_dice=params.mask.dice,
+        mask_ssim=params.mask.ssim,
     )
 
 

@@ -7,8 +7,8 @@ from torch import Tensor, nn
 
 
 class MirrorAveraged(nn.Module):
-    """A two-input, two-output network whose logits are the mean of those for the scenes and
-    for their mirror images (flipped left to right), mirrored back.
+    """A two-input, two-output network (the depth output may be None) whose logits are the mean
+    of those for the scenes and for their mirror images (flipped left to right), mirrored back.
 
     The network learned mirrored scenes too (the geometric augmentation flips), so the two views
     are equally good and their errors partly cancel; the result is mirror-symmetric by
@@ -19,8 +19,11 @@ class MirrorAveraged(nn.Module):
         super().__init__()
         self.network = network
 
-    def forward(self, bg: Tensor, bg_fg: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, bg: Tensor, bg_fg: Tensor) -> tuple[Tensor | None, Tensor]:
         count = len(bg)
         both_views = self.network(torch.cat((bg, bg.flip(-1))), torch.cat((bg_fg, bg_fg.flip(-1))))
-        depth, mask = ((logits[:count] + logits[count:].flip(-1)) / 2 for logits in both_views)
+        depth, mask = (
+            None if logits is None else (logits[:count] + logits[count:].flip(-1)) / 2
+            for logits in both_views
+        )
         return depth, mask

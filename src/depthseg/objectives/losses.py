@@ -1,7 +1,7 @@
 """Losses for the joint depth + mask model, and the weighted combinations that were compared.
 
-Depth losses take the sigmoid of the depth logits; the mask uses BCE on logits and Dice on the
-sigmoid. Everything is computed in float32, also under autocast.
+Depth losses take the sigmoid of the depth logits; the mask uses BCE on logits, and Dice and
+SSIM on the sigmoid. Everything is computed in float32, also under autocast.
 """
 
 from __future__ import annotations
@@ -110,6 +110,12 @@ def ssim_loss(x: Tensor, y: Tensor) -> Tensor:
     return 1 - ssim(x, y, weights=valid_depth(y))
 
 
+def mask_ssim_loss(prob: Tensor, target: Tensor) -> Tensor:
+    """``1 - ssim`` of the mask probability and the true mask over every window (window 11,
+    sigma 1.5, data range 1): the original's SSIM loss, which MaskNet was trained with."""
+    return 1 - ssim(prob, target)
+
+
 @dataclass(frozen=True)
 class LossWeights:
     """Weight of each term of :class:`JointLoss`; a zero weight skips that term entirely."""
@@ -118,6 +124,7 @@ class LossWeights:
     depth_ssim: float = 0.0
     mask_bce: float = 1.0
     mask_dice: float = 2.0
+    mask_ssim: float = 0.0
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -131,6 +138,10 @@ class LossWeights:
     def as_dict(self) -> dict[str, float]:
         return {field.name: getattr(self, field.name) for field in fields(self)}
 
+    @property
+    def weighs_depth(self) -> bool:
+        return self.depth_rmse > 0 or self.depth_ssim > 0
+
 
 #: The three combined losses compared by the reference project (the first one won).
 LOSS_PRESETS: dict[str, LossWeights] = {
@@ -141,14 +152,22 @@ LOSS_PRESETS: dict[str, LossWeights] = {
 
 
 class JointLoss(nn.Module):
-    """Weighted sum of the depth and mask losses; only terms with a weight > 0 are computed."""
+    """Weighted sum of the depth and mask losses; only terms with a weight > 0 are computed.
+
+    A network without a depth output passes ``depth_logits=None``; its weights must then give
+    the depth terms no weight (there is nothing for them to measure).
+    """
 
     def __init__(self, weights: LossWeights) -> None:
         super().__init__()
         self.weights = weights
 
     def forward(
-        self, depth_logits: Tensor, mask_logits: Tensor, depth_true: Tensor, mask_true: Tensor
+        self,
+        depth_logits: Tensor | None,
+        mask_logits: Tensor,
+        depth_true: Tensor,
+        mask_true: Tensor,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Return ``(total, components)``; components are unweighted and keep their graph."""
         # float32 even under autocast: losses are reductions and fp16/bf16 sums lose precision.
@@ -156,7 +175,12 @@ class JointLoss(nn.Module):
         depth_true = depth_true.float()
         weights = self.weights
         components: dict[str, Tensor] = {}
-        if weights.depth_rmse > 0 or weights.depth_ssim > 0:
+        if weights.weighs_depth:
+            if depth_logits is None:
+                raise ValueError(
+                    "the network predicts no depth, but the loss weighs depth terms "
+                    f"(depth_rmse {weights.depth_rmse}, depth_ssim {weights.depth_ssim})"
+                )
             depth_prob = torch.sigmoid(depth_logits.float())
             if weights.depth_rmse > 0:
                 components["depth_rmse"] = rmse_loss(depth_prob, depth_true)
@@ -164,8 +188,12 @@ class JointLoss(nn.Module):
                 components["depth_ssim"] = ssim_loss(depth_prob, depth_true)
         if weights.mask_bce > 0:
             components["mask_bce"] = bce_with_logits(mask_logits, mask_true)
-        if weights.mask_dice > 0:
-            components["mask_dice"] = dice_loss(torch.sigmoid(mask_logits), mask_true)
+        if weights.mask_dice > 0 or weights.mask_ssim > 0:
+            mask_prob = torch.sigmoid(mask_logits)
+            if weights.mask_dice > 0:
+                components["mask_dice"] = dice_loss(mask_prob, mask_true)
+            if weights.mask_ssim > 0:
+                components["mask_ssim"] = mask_ssim_loss(mask_prob, mask_true)
         weight_of = weights.as_dict()
         total = torch.stack([weight_of[name] * value for name, value in components.items()]).sum()
         return total, components

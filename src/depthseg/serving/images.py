@@ -149,7 +149,8 @@ def depth_image(depth: np.ndarray) -> np.ndarray:
     return (np.clip(depth, 0, 1) * 65535).round().astype(np.uint16)
 
 
-def sheet(bg_fg: np.ndarray, probability: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """bg_fg | mask | coloured depth, side by side, at the input's size."""
+def sheet(bg_fg: np.ndarray, probability: np.ndarray, depth: np.ndarray | None) -> np.ndarray:
+    """bg_fg | mask | coloured depth (if there is one), side by side, at the input's size."""
     mask = np.repeat(mask_image(probability)[..., None], 3, axis=2)
-    return np.concatenate([bg_fg, mask, depth_colours(depth)], axis=1)
+    depth_part = [] if depth is None else [depth_colours(depth)]
+    return np.concatenate([bg_fg, mask, *depth_part], axis=1)

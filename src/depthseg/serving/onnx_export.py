@@ -2,7 +2,8 @@
 
 The graph holds the resizing and the normalisation, so ONNX Runtime alone (no PyTorch) runs it
 on decoded images: inputs ``bg`` and ``bg_fg`` (``N x H x W x 3`` uint8 RGB), outputs
-``mask_probability`` and ``depth`` (``N x H x W`` float32 in [0, 1], at the size of ``bg_fg``).
+``mask_probability`` and, from a network that predicts depth, ``depth`` (``N x H x W`` float32 in
+[0, 1], at the size of ``bg_fg``).
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ from torch.export import Dim
 from depthseg.core.files import replaced_atomically
 from depthseg.core.params import LimitsParams
 from depthseg.data.image_header import ImageTooLarge
-from depthseg.models.served import ServedDSResNet
+from depthseg.models.served import ServedNetwork
 
 INPUT_NAMES = ["bg", "bg_fg"]
-OUTPUT_NAMES = ["mask_probability", "depth"]
 #: Resize with antialiasing needs opset 18.
 OPSET = 18
 
 
-def export_onnx(network: ServedDSResNet, path: Path) -> None:
+def export_onnx(network: ServedNetwork, path: Path) -> None:
     """Write ``network`` to ``path`` (atomically) with free batch, height and width."""
     # Sizes of 0 or 1 (and equal sizes) would be fixed by tracing: the examples avoid them.
     bg = torch.zeros(2, 100, 120, 3, dtype=torch.uint8)
@@ -43,7 +43,7 @@ def export_onnx(network: ServedDSResNet, path: Path) -> None:
             str(partial),
             dynamo=True,
             input_names=INPUT_NAMES,
-            output_names=OUTPUT_NAMES,
+            output_names=list(network.outputs),
             dynamic_shapes=shapes,
             opset_version=OPSET,
             external_data=False,
@@ -53,9 +53,10 @@ def export_onnx(network: ServedDSResNet, path: Path) -> None:
 
 def onnx_predict(
     path: Path, bg: np.ndarray, bg_fg: np.ndarray, limits: LimitsParams
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run the exported file with ONNX Runtime on CPU: (mask probability, depth); batches over
-    ``limits`` (images per batch, pixels of each image and of all) are refused first."""
+) -> tuple[np.ndarray, ...]:
+    """Run the exported file with ONNX Runtime on CPU: its outputs in order (mask probability,
+    then depth if it has one); batches over ``limits`` (images per batch, pixels of each image
+    and of all) are refused first."""
     import onnxruntime  # only where ONNX is used: training never needs it
 
     if refusal := limits.exceeded("request_rows", len(bg_fg), "the batch", "scenes"):
@@ -71,5 +72,4 @@ def onnx_predict(
         raise ImageTooLarge(refusal)
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    probability, depth = session.run(OUTPUT_NAMES, {"bg": bg, "bg_fg": bg_fg})
-    return probability, depth
+    return tuple(session.run(None, {"bg": bg, "bg_fg": bg_fg}))

@@ -1,4 +1,5 @@
-"""Predict scene pairs read from files and write, per scene, the mask and depth images."""
+"""Predict scene pairs read from files and write, per scene, the mask and depth images (the mask
+images alone from a model without a depth output)."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ from depthseg.serving.predictor import Prediction, Predictor
 OUTPUTS = {
     "mask": "binary mask, 8-bit PNG (0 or 255)",
     "mask_probability": "mask probability, 8-bit PNG",
-    "depth": "depth, 16-bit PNG (0 near, 65535 far)",
-    "depth_colour": "depth in the magma colour map (dark = near)",
+    "depth": "depth, 16-bit PNG (0 near, 65535 far; not from a mask-only model)",
+    "depth_colour": "depth in the magma colour map (dark = near; not from a mask-only model)",
     "sheet": "scene | mask | coloured depth",
 }
 
@@ -52,10 +53,13 @@ def write_prediction(out: Path, name: str, scene: np.ndarray, prediction: Predic
     images = {
         "mask": mask_image(prediction.probability),
         "mask_probability": probability_image(prediction.probability),
-        "depth": depth_image(prediction.depth),
-        "depth_colour": depth_colours(prediction.depth),
         "sheet": sheet(scene, prediction.probability, prediction.depth),
     }
+    if prediction.depth is not None:
+        images |= {
+            "depth": depth_image(prediction.depth),
+            "depth_colour": depth_colours(prediction.depth),
+        }
     for suffix, image in images.items():
         with replaced_atomically(out / f"{name}_{suffix}.png") as partial:
             partial.write_bytes(png(image))

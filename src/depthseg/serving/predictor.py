@@ -10,32 +10,39 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from depthseg.core.params import predicts_depth
 from depthseg.data import layout
 from depthseg.engine.checkpoints import load_trained
 from depthseg.engine.compute import select_device
-from depthseg.models.served import ServedDSResNet, at_size, shrunk
+from depthseg.models.served import DEPTH_OUTPUT, ServedNetwork, at_size, shrunk
 from depthseg.serving.images import ScaledImage
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """At the size of the scene image: the mask probability and the depth, both in [0, 1]."""
+    """At the size of the scene image: the mask probability and the depth (None from a network
+    without a depth output), both in [0, 1]."""
 
     probability: np.ndarray
-    depth: np.ndarray
+    depth: np.ndarray | None
 
 
-def served_network(model: nn.Module, image_size: int) -> ServedDSResNet:
-    """``model`` wrapped to take raw images, normalised with the release's statistics."""
-    return ServedDSResNet(
-        model, image_size, (layout.BG_MEAN, layout.BG_STD), (layout.BG_FG_MEAN, layout.BG_FG_STD)
+def served_network(model: nn.Module, image_size: int, depth: bool = True) -> ServedNetwork:
+    """``model`` wrapped to take raw images, normalised with the release's statistics; ``depth``:
+    whether it predicts depth."""
+    return ServedNetwork(
+        model,
+        image_size,
+        (layout.BG_MEAN, layout.BG_STD),
+        (layout.BG_FG_MEAN, layout.BG_FG_STD),
+        predicts_depth=depth,
     ).eval()
 
 
-def load_network(weights: Path, card: Path) -> ServedDSResNet:
+def load_network(weights: Path, card: Path) -> ServedNetwork:
     """The served network of trained weights, at the size their card says they were kept at."""
     model, details = load_trained(weights, card)
-    return served_network(model, details["image_size"])
+    return served_network(model, details["image_size"], predicts_depth(details["model"]))
 
 
 def _batches(
@@ -59,13 +66,17 @@ def _batches(
 class Predictor:
     """Predictions of a served network on one device, in batches of pairs."""
 
-    def __init__(self, network: ServedDSResNet, device: str = "auto") -> None:
+    def __init__(self, network: ServedNetwork, device: str = "auto") -> None:
         self.device = select_device(device)
         self.network = network.to(self.device).eval()
 
     @property
     def image_size(self) -> int:
         return self.network.image_size
+
+    @property
+    def predicts_depth(self) -> bool:
+        return DEPTH_OUTPUT in self.network.outputs
 
     @torch.inference_mode()
     def predict(
@@ -81,5 +92,5 @@ class Predictor:
             probabilities = self.network.probabilities(bg, bg_fg)
             for item, scene in zip(batch, probabilities, strict=True):
                 # One scene at a time at its full size: a batch of large scenes would add up.
-                mask, depth = at_size(scene[None], item[2])
-                yield Prediction(mask[0].cpu().numpy(), depth[0].cpu().numpy())
+                mask, *depth = (output[0].cpu().numpy() for output in at_size(scene[None], item[2]))
+                yield Prediction(mask, depth[0] if depth else None)

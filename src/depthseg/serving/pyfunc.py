@@ -1,9 +1,10 @@
 """The MLflow model that takes images: a table of encoded ``bg`` and ``bg_fg`` images in, the
-mask and depth as PNG images of the scene's size out.
+mask and depth as PNG images of the scene's size out (the mask alone from a mask-only model).
 
 It is logged as code (``model_code.py``), its weights as a state dict: loading it unpickles
 nothing. Columns in: ``bg``, ``bg_fg`` (PNG or JPEG bytes; base64 text in JSON). Columns out,
-base64 PNGs: ``mask`` (8-bit, 0 or 255), ``mask_probability`` (8-bit), ``depth`` (16-bit, 0 near).
+base64 PNGs: ``mask`` (8-bit, 0 or 255), ``mask_probability`` (8-bit), ``depth`` (16-bit, 0 near;
+not from a model without a depth output).
 
 A request is checked against the limits of its ``model_config`` (``params.yaml``'s ``limits``
 when the model was logged; ``MLFLOW_PYFUNC_INFERENCE_CONFIG`` overrides them when serving)
@@ -43,16 +44,24 @@ from depthseg.serving.images import (
 from depthseg.serving.predictor import Prediction, Predictor, load_network
 
 INPUT_COLUMNS = ("bg", "bg_fg")
-OUTPUT_COLUMNS = ("mask", "mask_probability", "depth")
+MASK_COLUMNS = ("mask", "mask_probability")
+DEPTH_COLUMN = "depth"
 #: The files the logged model carries: the weights and the card that says how to build them.
 WEIGHTS_ARTIFACT, CARD_ARTIFACT = "weights", "card"
 #: The file MLflow runs to build the model when it loads it ("models from code").
 MODEL_CODE = Path(__file__).with_name("model_code.py")
 
-SIGNATURE = ModelSignature(
-    inputs=Schema([ColSpec(DataType.binary, name) for name in INPUT_COLUMNS]),
-    outputs=Schema([ColSpec(DataType.string, name) for name in OUTPUT_COLUMNS]),
-)
+
+def output_columns(depth: bool) -> tuple[str, ...]:
+    """The answer's columns, for a model with a depth output or without."""
+    return (*MASK_COLUMNS, DEPTH_COLUMN) if depth else MASK_COLUMNS
+
+
+def signature(depth: bool) -> ModelSignature:
+    return ModelSignature(
+        inputs=Schema([ColSpec(DataType.binary, name) for name in INPUT_COLUMNS]),
+        outputs=Schema([ColSpec(DataType.string, name) for name in output_columns(depth)]),
+    )
 
 
 _log = logging.getLogger(__name__)
@@ -87,8 +96,9 @@ def encoded_outputs(prediction: Prediction) -> dict[str, str]:
     images = {
         "mask": mask_image(prediction.probability),
         "mask_probability": probability_image(prediction.probability),
-        "depth": depth_image(prediction.depth),
     }
+    if prediction.depth is not None:
+        images[DEPTH_COLUMN] = depth_image(prediction.depth)
     return {name: base64.b64encode(png(image)).decode("ascii") for name, image in images.items()}
 
 
@@ -123,7 +133,7 @@ def request_images(table: pd.DataFrame, limits: LimitsParams) -> list[tuple[byte
 
 
 class ImagePairModel(PythonModel):
-    """DSResNet behind MLflow's pyfunc interface, taking and giving images."""
+    """A trained network behind MLflow's pyfunc interface, taking and giving images."""
 
     predictor: Predictor
     limits: LimitsParams
@@ -162,4 +172,4 @@ class ImagePairModel(PythonModel):
             for i, row in enumerate(request_images(model_input, self.limits))
         )
         rows = [encoded_outputs(prediction) for prediction in self.predictor.predict(pairs)]
-        return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
+        return pd.DataFrame(rows, columns=list(output_columns(self.predictor.predicts_depth)))

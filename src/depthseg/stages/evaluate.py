@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from depthseg.core.errors import DepthsegError
 from depthseg.core.files import replaced_atomically, write_json
-from depthseg.core.params import Params
+from depthseg.core.params import Params, predicts_depth
 from depthseg.core.paths import (
     EVALUATE_METRICS,
     EVALUATE_PER_IMAGE,
@@ -55,7 +55,14 @@ def evaluate(params: Params) -> dict[str, Any]:
         collate_fn=collate_scenes,
     )
     with tracking.start_run(params, run_id=card["run_id"]) as run:
-        result = evaluate_split(model, loader, build_loss(params.loss), setup, per_image=True)
+        result = evaluate_split(
+            model,
+            loader,
+            build_loss(params.loss),
+            setup,
+            per_image=True,
+            predicts_depth=predicts_depth(card["model"]),
+        )
         metrics = {
             **result.metrics,
             "loss": result.loss,

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from depthseg.core.files import replaced_atomically, write_json
-from depthseg.core.params import Params
+from depthseg.core.params import Params, model_outputs
 from depthseg.core.paths import (
     CHECKPOINT_DIR,
     INDEX_FILE,
@@ -71,6 +71,8 @@ def _train_and_record(trainer: Trainer, params: Params, params_file: Path) -> di
         trainer.load_best()
         save_atomically(trainer.model.state_dict(), MODEL_WEIGHTS)
         card = {
+            "model": params.model.name,
+            "outputs": list(model_outputs(params.model.name)),
             "width": params.model.width,
             "mirror_average": params.model.mirror_average,
             # The size the kept weights were trained and chosen at; evaluate uses it.

@@ -6,7 +6,8 @@ training again. Each version is tagged with its test metrics, the hash of the sc
 tested on, the git commit and the params. The alias ``candidate`` always points at the newest
 version; ``champion`` moves to it only when it beats the champion on ``registry.score`` by more
 than ``registry.min_improvement``, measured on the same test data, or when it is the champion's
-own training run logged again and scores no lower.
+own training run logged again and scores no lower. A mask-only model never takes the place of
+a champion that predicts depth, nor the reverse: they do not answer the same.
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from depthseg.core.params import Params, RegistryParams, flatten
+from depthseg.core.params import Params, RegistryParams, flatten, model_outputs
 from depthseg.core.secrets import redact, redacted_values
 from depthseg.objectives.metrics import METRIC_NAMES, score
 from depthseg.tracking.service import TrackingError, connect, git_commit, log_model
 
 CANDIDATE, CHAMPION = "candidate", "champion"
 #: Tags every version carries; the score is the one the champion rule compares.
-SCORE_TAG, TEST_DATA_TAG = "score", "evaluated_scenes_hash"
+SCORE_TAG, TEST_DATA_TAG, OUTPUTS_TAG = "score", "evaluated_scenes_hash", "outputs"
+#: The ``outputs`` of versions from before the tag: all were DSResNets.
+UNTAGGED_OUTPUTS = ",".join(model_outputs("dsresnet"))
 #: Sections of params.yaml that decide what model training produces.
 MODEL_SECTIONS = ("data", "index", "model", "loss", "train")
 
@@ -67,6 +70,14 @@ def _decide(
     if champion is None:
         return True, "there was no champion"
     old = f"version {champion.version}"
+    outputs = version.tags[OUTPUTS_TAG]
+    champion_outputs = champion.tags.get(OUTPUTS_TAG, UNTAGGED_OUTPUTS)
+    if champion_outputs != outputs:
+        return False, (
+            f"the champion ({old}) predicts {champion_outputs}, this version {outputs}: one "
+            "cannot replace the other; register models of another kind under another "
+            "registry.model_name"
+        )
     test_data, champion_data = version.tags[TEST_DATA_TAG], champion.tags.get(TEST_DATA_TAG)
     if champion_data != test_data:
         return False, (
@@ -98,8 +109,9 @@ def register(params: Params, run_id: str, metrics: dict[str, Any], model: ModelF
         {k: v for k, v in flatten(params).items() if k.split(".")[0] in MODEL_SECTIONS}
     )
     tags = {
-        **{f"test_{key}": str(metrics[key]) for key in METRIC_NAMES},
+        **{f"test_{key}": str(metrics[key]) for key in METRIC_NAMES if key in metrics},
         SCORE_TAG: f"{new_score:.6f}",
+        OUTPUTS_TAG: ",".join(model_outputs(params.model.name)),
         TEST_DATA_TAG: metrics["evaluated_scenes_hash"],
         "git_commit": git_commit(),
         "mlflow_run_id": run_id,

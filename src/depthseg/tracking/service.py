@@ -26,8 +26,9 @@ from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.rest_utils import http_request
 
 from depthseg.core.errors import DepthsegError
-from depthseg.core.params import LimitsParams, Params, TrackingParams, flatten
+from depthseg.core.params import LimitsParams, Params, TrackingParams, flatten, predicts_depth
 from depthseg.core.secrets import redact, redacted_values, without_credentials
+from depthseg.engine.checkpoints import ModelCard
 from depthseg.serving import pyfunc
 from depthseg.tracking import outage
 
@@ -271,13 +272,15 @@ def start_run(
 def log_model(weights: Path, card: Path, input_example: pd.DataFrame, limits: LimitsParams) -> str:
     """Log the image model (see ``serving.pyfunc``) to the active run: its code, the weights as
     a state dict and the card, with a signature, an input example of a real scene and the
-    serving limits as its ``model_config``; return its ``models:/`` URI."""
+    serving limits as its ``model_config``; return its ``models:/`` URI. The signature has a
+    depth column only if the card's network predicts depth."""
+    network = ModelCard.model_validate_json(card.read_bytes()).model
     info = mlflow.pyfunc.log_model(
         name=MODEL_ARTIFACT,
         python_model=str(pyfunc.MODEL_CODE),
         artifacts={pyfunc.WEIGHTS_ARTIFACT: str(weights), pyfunc.CARD_ARTIFACT: str(card)},
         code_paths=[str(_PACKAGE_DIR)],
-        signature=pyfunc.SIGNATURE,
+        signature=pyfunc.signature(predicts_depth(network)),
         input_example=input_example,
         pip_requirements=_MODEL_REQUIREMENTS,
         model_config=pyfunc.model_config(limits),

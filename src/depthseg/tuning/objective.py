@@ -63,7 +63,14 @@ def trial_params(base: Params, values: dict[str, Any]) -> Params:
 
 
 def check_space(base: Params) -> None:
-    """Every key of tune.space must be a param, and its range valid for that param."""
+    """The objective must be measurable, and every key of tune.space must be a param, its range
+    valid for that param."""
+    if not base.model.predicts_depth:
+        raise TuneError(
+            f"model.name is {base.model.name}, which predicts no depth, but every "
+            f"tune.objective ({base.tune.objective} too) ranks trials by their val depth RMSE: "
+            "tune a model that predicts depth"
+        )
     for key, dimension in base.tune.space.items():
         probe = dimension.choices if dimension.choices is not None else [dimension.low]
         raw = base.model_dump()

@@ -115,6 +115,58 @@ def test_each_experiments_run_is_in_the_repositorys_store_with_its_name_and_base
         assert artifacts.is_relative_to(project) and (artifacts / "model.pt").is_file()
 
 
+MASK_LOSSES = ("bce", "ssim", "dice")
+MASK_NAMES = [f"ml-{loss}" for loss in MASK_LOSSES]
+
+
+@pytest.fixture(scope="module")
+def mask_study(experiments) -> tuple[Path, dict, str]:
+    """The same project after the mask-only study: MaskNet with each mask loss alone."""
+    project, env, _ = experiments
+    command = [sys.executable, "src/loss_study.py", "--mask-only", "--prefix", "ml"]
+    return project, env, run([*command, *ONE_SHORT_EPOCH], project, env).stdout
+
+
+def test_the_mask_only_study_trains_masknet_with_each_loss_alone(mask_study) -> None:
+    project, env, printed = mask_study
+    rows = [line.split() for line in printed.splitlines() if line.strip().startswith("ml-")]
+    assert sorted(row[0] for row in rows) == sorted(MASK_NAMES)
+    header = next(line for line in printed.splitlines() if "experiment" in line).split()
+    assert header[-4:] == ["mask_iou", "mask_dice", "mask_soft_iou", "train_seconds"]
+    ious = [float(row[header.index("mask_iou")]) for row in rows]
+    assert ious == sorted(ious, reverse=True)  # the best first
+    shown = exp_show(project, env)
+    for name, loss in zip(MASK_NAMES, MASK_LOSSES, strict=True):
+        params = shown[name]["params"]["params.yaml"]["data"]
+        assert params["model"]["name"] == "masknet"
+        assert {key: params["loss"]["mask"][key] for key in MASK_LOSSES} == {
+            key: float(key == loss) for key in MASK_LOSSES
+        }
+        evaluation = metrics_of(shown[name], "results/evaluate/metrics.json")
+        assert 0 <= evaluation["mask_iou"] <= 1 and 0 <= evaluation["mask_soft_iou"] <= 1
+        assert not [key for key in evaluation if key.startswith("depth_")]  # none, not NaN
+        training = metrics_of(shown[name], "results/train/metrics.json")
+        assert training["model_parameters"] == 59_745
+        assert "val_depth_rmse" not in training["best"]
+
+
+def test_the_mask_only_runs_are_tagged_and_registered_apart(mask_study) -> None:
+    project, env, _ = mask_study
+    shown = exp_show(project, env)
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    for name in MASK_NAMES:
+        run_id = metrics_of(shown[name], "results/train/metrics.json")["mlflow_run_id"]
+        record = client.get_run(run_id)
+        assert record.data.tags["dvc_experiment"] == name
+        assert record.data.params["model.name"] == "masknet"
+        assert not [key for key in record.data.metrics if "depth" in key]
+    versions = client.search_model_versions("name = 'depthseg-masknet'")
+    assert len(versions) == len(MASK_NAMES)
+    assert {version.tags["outputs"] for version in versions} == {"mask"}
+    champion = client.get_model_version_by_alias("depthseg", "champion")
+    assert champion.tags.get("outputs", "mask,depth") == "mask,depth"  # untouched
+
+
 def test_a_failed_experiment_fails_the_loss_study(experiments) -> None:
     project, env, _ = experiments
     # Valid params, but no validation split: train refuses to start in every experiment.

@@ -6,6 +6,7 @@ import argparse
 
 from depthseg.core.cli import run_stage, stage_parser
 from depthseg.core.params import Params
+from depthseg.objectives.metrics import headline
 from depthseg.stages.evaluate import evaluate
 
 
@@ -13,7 +14,7 @@ def main(params: Params, args: argparse.Namespace) -> None:
     metrics = evaluate(params)
     print(
         f"evaluate: {metrics['scenes']} {params.evaluate.split} scenes at {metrics['image_size']} "
-        f"px: mask IoU {metrics['mask_iou']:.4f}, depth RMSE {metrics['depth_rmse']:.4f}"
+        f"px: {headline(metrics)}"
     )
 
 

@@ -1,4 +1,4 @@
-"""DVC stage `train`: train DSResNet on the index's train split; record it in MLflow."""
+"""DVC stage `train`: train model.name on the index's train split; record it in MLflow."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from depthseg.core.cli import run_stage, stage_parser
 from depthseg.core.params import Params
 from depthseg.engine.distributed import ProcessGroup, run_in_processes
+from depthseg.objectives.metrics import headline
 from depthseg.stages.train import train
 
 
@@ -21,8 +22,7 @@ def main(params: Params, args: argparse.Namespace) -> None:
     best = metrics["best"]
     print(
         f"train: {metrics['model_parameters']:,} parameters, best epoch {metrics['best_epoch']}: "
-        f"val mask IoU {best['val_mask_iou']:.4f}, val depth RMSE {best['val_depth_rmse']:.4f} "
-        f"({metrics['train_seconds']:.0f} s)"
+        f"{headline(best, 'val_')} ({metrics['train_seconds']:.0f} s)"
     )
 
 

@@ -121,10 +121,12 @@ MASK_NAMES = [f"ml-{loss}" for loss in MASK_LOSSES]
 
 @pytest.fixture(scope="module")
 def mask_study(experiments) -> tuple[Path, dict, str]:
-    """The same project after the mask-only study: MaskNet with each mask loss alone."""
+    """The same project after the mask-only study: MaskNet (the original's width) with each mask
+    loss alone."""
     project, env, _ = experiments
     command = [sys.executable, "src/loss_study.py", "--mask-only", "--prefix", "ml"]
-    return project, env, run([*command, *ONE_SHORT_EPOCH], project, env).stdout
+    full_width = ["-S", "model.width=1.0"]
+    return project, env, run([*command, *ONE_SHORT_EPOCH, *full_width], project, env).stdout
 
 
 def test_the_mask_only_study_trains_masknet_with_each_loss_alone(mask_study) -> None:

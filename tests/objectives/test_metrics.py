@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from depthseg.objectives import metrics as metrics_module
-from depthseg.objectives.metrics import MASK_METRIC_NAMES, METRIC_NAMES, SegDepthMetrics, score
+from depthseg.objectives.metrics import (
+    MASK_METRIC_NAMES,
+    METRIC_NAMES,
+    SegDepthMetrics,
+    headline,
+    score,
+)
 
 
 def _images(*images: list[list[float]]) -> torch.Tensor:
@@ -160,3 +166,9 @@ def test_a_score_that_needs_depth_refuses_metrics_without_it() -> None:
     for rule in ("iou_minus_rmse", "depth_rmse"):
         with pytest.raises(ValueError, match=f"{rule} needs a depth RMSE.*rank it by mask_iou"):
             score(mask_only, rule)
+
+
+def test_the_headline_gives_depth_only_where_the_model_predicts_it() -> None:
+    both = {"val_mask_iou": 0.93012, "val_depth_rmse": 0.03171}
+    assert headline(both, "val_") == "val mask IoU 0.9301, val depth RMSE 0.0317"
+    assert headline({"mask_iou": 0.5}) == "mask IoU 0.5000"

@@ -185,6 +185,15 @@ class SegDepthMetrics:
         return {name: metrics[name] for name in self.names}
 
 
+def headline(metrics: Mapping[str, float], prefix: str = "") -> str:
+    """ "mask IoU 0.9301, depth RMSE 0.0317" from the metrics named ``prefix`` + name (e.g.
+    ``val_``); the RMSE only where the model predicts depth."""
+    label = prefix.replace("_", " ")
+    line = f"{label}mask IoU {metrics[f'{prefix}mask_iou']:.4f}"
+    rmse = metrics.get(f"{prefix}depth_rmse")
+    return line if rmse is None else f"{line}, {label}depth RMSE {rmse:.4f}"
+
+
 def score(metrics: Mapping[str, float], rule: str = "iou_minus_rmse") -> float:
     """One number that ranks models, higher is better: the champion rule (``registry.score``) and
     the single tuning objective (``iou_minus_rmse`` on the val split, where both terms lie in

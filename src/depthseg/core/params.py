@@ -204,10 +204,10 @@ class TrainParams(Section):
     # DDP processes on this machine (one per GPU): train.py starts itself again under torchrun.
     # batch_size is per process; scenes_per_epoch is shared out among them.
     processes: PositiveInt = 1
-    epochs: PositiveInt = 8
+    epochs: PositiveInt = 10
     batch_size: PositiveInt = 16
     # Progressive resizing: the image size of each epoch; the last one repeats.
-    image_sizes: Annotated[list[ImageSize], Field(min_length=1)] = [64, 64, 64, 96, 96, 96, 96, 96]
+    image_sizes: Annotated[list[ImageSize], Field(min_length=1)] = [64] * 3 + [96] * 7
     train_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     # Scenes drawn per epoch (shuffled passes over the train split, the last one cut short);
     # None: each training scene once. A fixed number gives small datasets as many steps as

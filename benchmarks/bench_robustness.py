@@ -97,6 +97,9 @@ def make_project(folder: Path, synthetic: dict[str, Any], env: dict[str, str]) -
 def run_recipe(folder: Path, name: str, env: dict[str, str]) -> dict[str, Any]:
     overrides = [item for key, value in RECIPES[name].items()
                  for item in ("-S", f"{key}={yaml_value(value)}")]  # fmt: skip
+    # `dvc exp run` leaves the last experiment's params in the workspace: start each recipe from
+    # the setting's commit, or a recipe without overrides would rerun (and find cached) the last.
+    run(["git", "checkout", "-q", "HEAD", "--", "."], folder, env)
     started = time.perf_counter()
     run(["dvc", "exp", "run", "-n", name, *overrides], folder, env)
     wall = time.perf_counter() - started

@@ -215,27 +215,28 @@ def tiny_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, 
     return table, archive
 
 
+def _save_untrained(folder: Path, network: torch.nn.Module, card: dict) -> tuple[Path, Path]:
+    weights, card_file = folder / "model.pt", folder / "model.json"
+    torch.save(network.state_dict(), weights)
+    card_file.write_text(json.dumps({**card, "run_id": "none"}))
+    return weights, card_file
+
+
 @pytest.fixture(scope="session")
 def saved_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(weights, card) of a width-0.125 DSResNet kept at 64 px."""
-    folder = tmp_path_factory.mktemp("model")
     torch.manual_seed(0)
-    weights, card = folder / "model.pt", folder / "model.json"
-    torch.save(DSResNet(0.125).state_dict(), weights)
-    card.write_text(json.dumps({"width": 0.125, "image_size": 64, "run_id": "none"}))
-    return weights, card
+    card = {"width": 0.125, "image_size": 64}
+    return _save_untrained(tmp_path_factory.mktemp("model"), DSResNet(0.125), card)
 
 
 @pytest.fixture(scope="session")
 def saved_mask_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(weights, card) of a width-0.25 MaskNet (no depth output) kept at 64 px, mirror averaged."""
-    folder = tmp_path_factory.mktemp("mask-model")
     torch.manual_seed(0)
-    weights, card = folder / "model.pt", folder / "model.json"
-    torch.save(MaskNet(0.25).state_dict(), weights)
-    description = {"model": "masknet", "outputs": ["mask"], "width": 0.25, "image_size": 64}
-    card.write_text(json.dumps({**description, "mirror_average": True, "run_id": "none"}))
-    return weights, card
+    card = {"model": "masknet", "outputs": ["mask"], "width": 0.25, "image_size": 64}
+    folder = tmp_path_factory.mktemp("mask-model")
+    return _save_untrained(folder, MaskNet(0.25), {**card, "mirror_average": True})
 
 
 @pytest.fixture(scope="session")

@@ -2,18 +2,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from image_pairs import random_pair
 
 from depthseg.models.dsresnet import DSResNet, count_parameters
 
 TINY_WIDTH = 0.125
-
-
-def _inputs(batch: int, height: int, width: int, requires_grad: bool = False):
-    generator = torch.Generator().manual_seed(0)
-    return tuple(
-        torch.randn(batch, 3, height, width, generator=generator, requires_grad=requires_grad)
-        for _ in range(2)
-    )
 
 
 def test_reference_parameter_count() -> None:
@@ -23,21 +16,21 @@ def test_reference_parameter_count() -> None:
 def test_reference_width_forward_at_224_once() -> None:
     model = DSResNet().eval()
     with torch.no_grad():
-        depth, mask = model(*_inputs(1, 224, 224))
+        depth, mask = model(*random_pair(1, 224, 224))
     assert depth.shape == mask.shape == (1, 1, 224, 224)
 
 
 @pytest.mark.parametrize("size", [(64, 64), (96, 96), (160, 160), (224, 224), (64, 160)])
 def test_output_shapes(size: tuple[int, int]) -> None:
     model = DSResNet(width=TINY_WIDTH)
-    depth, mask = model(*_inputs(2, *size))
+    depth, mask = model(*random_pair(2, *size))
     assert depth.shape == mask.shape == (2, 1, *size)
 
 
 @pytest.mark.parametrize("size", [(100, 100), (64, 80), (16, 16)])
 def test_rejects_sizes_not_divisible_by_32(size: tuple[int, int]) -> None:
     with pytest.raises(ValueError, match=rf"{size[0]}x{size[1]}.*multiples of 32"):
-        DSResNet(width=TINY_WIDTH)(*_inputs(1, *size))
+        DSResNet(width=TINY_WIDTH)(*random_pair(1, *size))
 
 
 def test_rejects_mismatched_or_non_rgb_inputs() -> None:
@@ -50,7 +43,7 @@ def test_rejects_mismatched_or_non_rgb_inputs() -> None:
 
 def test_gradients_reach_both_inputs_and_every_parameter() -> None:
     model = DSResNet(width=TINY_WIDTH)
-    bg, bg_fg = _inputs(2, 64, 64, requires_grad=True)
+    bg, bg_fg = random_pair(2, 64, 64, requires_grad=True)
     depth, mask = model(bg, bg_fg)
     (depth.mean() + mask.mean()).backward()
     assert bg.grad is not None and bg.grad.abs().sum() > 0
@@ -64,7 +57,7 @@ def test_gradients_reach_both_inputs_and_every_parameter() -> None:
 
 def test_heads_have_separate_weights() -> None:
     model = DSResNet(width=TINY_WIDTH)
-    depth, _ = model(*_inputs(2, 64, 64))
+    depth, _ = model(*random_pair(2, 64, 64))
     depth.mean().backward()
     assert all(p.grad is None for p in model.mask_head.parameters())
     assert all(p.grad is not None for p in model.depth_head.parameters())
@@ -89,7 +82,7 @@ def test_rejects_non_positive_width(width: float) -> None:
 
 def test_channels_last_bf16_autocast_on_cpu() -> None:
     model = DSResNet(width=TINY_WIDTH).to(memory_format=torch.channels_last)
-    bg, bg_fg = (x.to(memory_format=torch.channels_last) for x in _inputs(2, 64, 64))
+    bg, bg_fg = (x.to(memory_format=torch.channels_last) for x in random_pair(2, 64, 64))
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
         depth, mask = model(bg, bg_fg)
     assert depth.shape == mask.shape == (2, 1, 64, 64)

@@ -2,20 +2,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from image_pairs import random_pair
 from torch import nn
 
 from depthseg.core.params import MASK_ONLY_MODELS, ModelName, predicts_depth
 from depthseg.models.catalog import NETWORKS, build_network
 from depthseg.models.dsresnet import count_parameters
 from depthseg.models.masknet import MaskNet
-
-
-def _inputs(batch: int, height: int, width: int, requires_grad: bool = False):
-    generator = torch.Generator().manual_seed(0)
-    return tuple(
-        torch.randn(batch, 3, height, width, generator=generator, requires_grad=requires_grad)
-        for _ in range(2)
-    )
 
 
 def test_the_original_parameter_count() -> None:
@@ -45,7 +38,7 @@ def test_the_layers_are_the_originals() -> None:
 
 @pytest.mark.parametrize("size", [(20, 30), (64, 64), (33, 17)])
 def test_no_depth_and_mask_logits_at_any_size(size: tuple[int, int]) -> None:
-    depth, mask = MaskNet(0.25)(*_inputs(2, *size))
+    depth, mask = MaskNet(0.25)(*random_pair(2, *size))
     assert depth is None
     assert mask.shape == (2, 1, *size)
 
@@ -59,7 +52,7 @@ def test_rejects_mismatched_or_non_rgb_inputs() -> None:
 
 def test_gradients_reach_both_inputs_and_every_parameter() -> None:
     model = MaskNet(0.25)
-    bg, bg_fg = _inputs(2, 16, 16, requires_grad=True)
+    bg, bg_fg = random_pair(2, 16, 16, requires_grad=True)
     _, mask = model(bg, bg_fg)
     mask.mean().backward()
     assert bg.grad is not None and bg.grad.abs().sum() > 0
@@ -71,6 +64,6 @@ def test_every_model_name_builds_a_network_whose_outputs_its_params_describe() -
     assert set(NETWORKS) == set(ModelName.__args__)
     assert set(NETWORKS) >= MASK_ONLY_MODELS
     for name in NETWORKS:
-        depth, mask = build_network(name, 0.125).eval()(*_inputs(1, 32, 32))
+        depth, mask = build_network(name, 0.125).eval()(*random_pair(1, 32, 32))
         assert (depth is not None) == predicts_depth(name), name
         assert mask.shape == (1, 1, 32, 32)

@@ -7,15 +7,20 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from depthseg.core.params import AugmentParams
 from depthseg.data.augmentation import (
     BRIGHTNESS,
     CONTRAST,
     DRAW_NAMES,
+    HUE_SHIFT,
+    SATURATION_SHIFT,
     VALUE_SHIFT,
     GeometricChange,
     PhotometricChange,
+    affine_theta,
+    axis_aligned_grid,
     scene_draws,
 )
 from depthseg.data.transforms import MASK_CHANNEL
@@ -77,6 +82,19 @@ def test_the_warp_is_albumentations_flip_then_affine(
     assert (our_mask[inner, inner] != expected["mask"][inner, inner]).mean() < 0.01
 
 
+@pytest.mark.parametrize(("height", "width"), [(64, 64), (96, 96), (40, 72)])
+def test_the_grid_is_affine_grids_for_flips_scales_and_shifts(height: int, width: int) -> None:
+    generator = torch.Generator().manual_seed(height + width)
+    flip = torch.rand(6, generator=generator) < 0.5
+    scale = 0.8 + 0.4 * torch.rand(6, 2, generator=generator)
+    shift = 0.2 * torch.rand(6, 2, generator=generator) - 0.1
+    theta = affine_theta(flip, scale, shift)
+    expected = F.affine_grid(theta, [6, 1, height, width], align_corners=False)
+    grid = axis_aligned_grid(theta, height, width)
+    assert grid.shape == expected.shape
+    torch.testing.assert_close(grid, expected, rtol=0, atol=1e-6)
+
+
 def test_the_warp_moves_every_channel_alike_and_only_the_rows_asked() -> None:
     scene = _smooth_scene(1)
     scene[0, 1:MASK_CHANNEL] = scene[0, 0]  # images and depth alike
@@ -115,6 +133,35 @@ def test_photometric_changes_stay_in_the_originals_ranges() -> None:
     highest = (128 + VALUE_SHIFT) * (1 + CONTRAST) + BRIGHTNESS * 255
     assert np.floor(lowest) <= min(levels) < lowest + 20
     assert np.ceil(highest) >= max(levels) > highest - 20
+
+
+def test_photometric_changes_are_albumentations_own_on_each_image() -> None:
+    """The two images go through one call, stacked: the same pixels as a call on each."""
+    change = PhotometricChange(AugmentParams(photometric_p=0.7), seed=3)
+    rng = np.random.default_rng(0)
+    changed = 0
+    for index in range(40):
+        images = tuple(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8) for _ in range(2))
+        draws = scene_draws(3, [0], [index])[0]
+        expected = list(images)
+        if draws[DRAW_NAMES.index("hsv")] < 0.7:
+            hue, saturation, value = (
+                2 * draws[DRAW_NAMES.index(name)] - 1 for name in ("hue", "saturation", "value")
+            )
+            hsv = A.HueSaturationValue(HUE_SHIFT, SATURATION_SHIFT, VALUE_SHIFT, p=1)
+            shifts = (hue * HUE_SHIFT, saturation * SATURATION_SHIFT, value * VALUE_SHIFT)
+            expected = [hsv.apply(image, *shifts) for image in expected]
+        if draws[DRAW_NAMES.index("brightness_contrast")] < 0.7:
+            alpha = 1 + (2 * draws[DRAW_NAMES.index("contrast")] - 1) * CONTRAST
+            beta = (2 * draws[DRAW_NAMES.index("brightness")] - 1) * BRIGHTNESS * 255
+            adjust = A.RandomBrightnessContrast(BRIGHTNESS, CONTRAST, p=1)
+            expected = [adjust.apply(image, alpha, beta) for image in expected]
+        result = change(images, epoch=0, index=index)
+        assert [image.shape for image in result] == [(12, 10, 3), (12, 10, 3)]
+        for got, want in zip(result, expected, strict=True):
+            np.testing.assert_array_equal(got, want)
+        changed += not np.array_equal(result[0], images[0])
+    assert changed > 25
 
 
 def test_photometric_changes_are_drawn_with_their_probability() -> None:

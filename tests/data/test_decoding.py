@@ -11,19 +11,16 @@ import pytest
 from conftest import Files, encode_png
 from PIL import Image
 
-from depthseg.data.decoding import decode_image
+from depthseg.data.decoding import decode_image, resized
 from depthseg.data.image_header import ImageError, jpeg_frame
 from depthseg.synthetic.encoding import jpeg
 
 
 def pillow_reference(data: bytes, size: int, mode: str) -> np.ndarray:
-    """What the loader decoded before OpenCV's path: Pillow's draft, then an area resize."""
+    """What the loader decoded before OpenCV's path: Pillow's draft, then the same resize."""
     with Image.open(io.BytesIO(data)) as image:
         image.draft(mode, (size, size))
-        pixels = np.asarray(image.convert(mode))
-    if pixels.shape[:2] != (size, size):
-        pixels = cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA)
-    return pixels
+        return resized(np.asarray(image.convert(mode)), size)
 
 
 def textured(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
@@ -86,3 +83,25 @@ def test_a_truncated_jpeg_says_so_and_names_the_image() -> None:
     data = jpeg(textured(224, 224))
     with pytest.raises(ImageError, match=r"^bg_fg/x\.jpg: cannot decode .*truncated"):
         decode_image(data[: len(data) // 2], 96, "RGB", "bg_fg/x.jpg")
+
+
+@pytest.mark.parametrize(("side", "size", "interpolation"), [
+    (112, 96, cv2.INTER_LINEAR), (224, 160, cv2.INTER_LINEAR), (80, 96, cv2.INTER_LINEAR),
+    (191, 96, cv2.INTER_LINEAR), (200, 96, cv2.INTER_AREA), (640, 96, cv2.INTER_AREA),
+])  # fmt: skip
+def test_resize_is_bilinear_under_2x_and_averages_beyond(
+    side: int, size: int, interpolation: int
+) -> None:
+    pixels = textured(side, side)
+    expected = cv2.resize(pixels, (size, size), interpolation=interpolation)
+    other = cv2.INTER_AREA if interpolation == cv2.INTER_LINEAR else cv2.INTER_LINEAR
+    assert np.array_equal(resized(pixels, size), expected)
+    assert not np.array_equal(expected, cv2.resize(pixels, (size, size), interpolation=other))
+
+
+def test_a_long_side_that_shrinks_twice_is_averaged() -> None:
+    pixels = textured(100, 200)
+    assert np.array_equal(
+        resized(pixels, 96), cv2.resize(pixels, (96, 96), interpolation=cv2.INTER_AREA)
+    )
+    assert resized(textured(96, 96), 96).shape == (96, 96, 3)

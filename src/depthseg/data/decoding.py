@@ -5,6 +5,7 @@ The index checked every image's header against ``limits`` before training reads 
 built-in data) go through OpenCV, which decodes at a reduced scale in one C call and gives the
 same pixels as Pillow (both run libjpeg-turbo). Anything OpenCV does not take, or refuses, goes
 through Pillow, which reads the other formats and, for a broken file, says what is wrong with it.
+Then ``resized`` brings the image to the size asked for.
 """
 
 from __future__ import annotations
@@ -57,11 +58,25 @@ def _pillow(data: bytes, size: int, mode: str, name: str) -> np.ndarray:
         ) from None
 
 
+def resized(pixels: np.ndarray, size: int) -> np.ndarray:
+    """``pixels`` at ``size`` x ``size``: bilinear where no side shrinks by 2 or more, area
+    averaging where one does.
+
+    A JPEG's reduced decoding has already averaged 2x2, 4x4 or 8x8 blocks, so what is left is
+    under 2x, where bilinear reads every pixel and costs a fifth of OpenCV's area resize (13 and
+    57 us from 112 to 96 px, 34 and 188 from 224 to 160): the loader's largest cost after
+    decoding. Larger shrinks (a PNG, a huge photo) are averaged, which bilinear would alias.
+    """
+    if pixels.shape[:2] == (size, size):
+        return pixels
+    shrinks_twice = max(pixels.shape[:2]) >= 2 * size
+    interpolation = cv2.INTER_AREA if shrinks_twice else cv2.INTER_LINEAR
+    return cv2.resize(pixels, (size, size), interpolation=interpolation)
+
+
 def decode_image(data: bytes, size: int, mode: str, name: str) -> np.ndarray:
     """Decode a JPEG/PNG to ``size`` x ``size`` in ``mode`` ('RGB' or 'L') as uint8."""
     pixels = _opencv_jpeg(data, size, mode)
     if pixels is None:
         pixels = _pillow(data, size, mode, name)
-    if pixels.shape[:2] != (size, size):
-        pixels = cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA)
-    return pixels
+    return resized(pixels, size)

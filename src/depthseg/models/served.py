@@ -9,8 +9,9 @@ from torch import Tensor, nn
 
 
 def shrunk(images: Tensor, size: int) -> Tensor:
-    """uint8 ``N x H x W x 3`` images as ``N x 3 x size x size``, antialiased (as the training
-    data's area resize is, so a large photo is not aliased).
+    """uint8 ``N x H x W x 3`` images as ``N x 3 x size x size``, antialiased, so a large photo
+    is not aliased (training images are averaged too: by a JPEG's reduced decoding or an area
+    resize, before a last bilinear step under 2x; see ``data.decoding.resized``).
 
     On the CPU the resize runs in uint8: a large image never exists as floats, which would take
     4 bytes a channel. CUDA has no uint8 antialiased kernel, so there it resizes floats.

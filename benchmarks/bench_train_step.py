@@ -5,9 +5,11 @@ compile changed) stepping on one real batch of 16 from the index, at 64 and 96 p
 turns, several rounds each, so that a change in the machine's load hits all of them alike; the
 median round is printed, with its speed-up over eager fp32 in the contiguous layout and its
 arithmetic rate (FLOPs of one step, counted by PyTorch's FlopCounterMode) as a share of this
-machine's measured peak: a matrix product large enough to reach it, in bf16 and in fp32. On a GPU
-(`--device cuda`) the clock is read only after the device has finished its queued work, and
-fp16 with its GradScaler is timed too.
+machine's measured peak: a matrix product large enough to reach it, in fp32 and, where the
+machine computes it natively, in bf16 (elsewhere bf16 is emulated, far slower than fp32, and left
+out). The row params.yaml's defaults amount to here is marked. On a GPU (`--device cuda`) the
+clock is read only after the device has finished its queued work, and fp16 with its GradScaler
+is timed too.
 
 `--profile` instead profiles the default variant and prints, by the size of the feature maps,
 how long the convolutions' backward passes take against their share of the arithmetic.
@@ -25,43 +27,81 @@ import platform
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from depthseg.core.params import load_params
+from depthseg.core.params import TrainParams, load_params
 from depthseg.core.paths import INDEX_FILE
 from depthseg.data.indexing import read_index
 from depthseg.engine.assembly import build_run
+from depthseg.engine.compute import autocast_dtype, select_device
 from depthseg.engine.loop import Trainer
 
-#: The variant params.yaml's defaults amount to (on this CPU: bf16, as precision is auto).
-DEFAULT_VARIANT = "bf16 autocast, channels_last (default here)"
-#: name -> train param overrides; the first is the reference.
-VARIANTS = {
-    "eager fp32, contiguous": ["train.precision=fp32", "train.channels_last=false"],
-    "fp32, channels_last": ["train.precision=fp32", "train.channels_last=true"],
-    DEFAULT_VARIANT: ["train.precision=auto", "train.channels_last=true"],
-}
-GPU_ONLY = {
-    "fp16 autocast + GradScaler, channels_last": [
-        "train.precision=fp16", "train.channels_last=true"
-    ],
-}  # fmt: skip
-COMPILED = {
-    "bf16, channels_last, torch.compile": [
-        "train.precision=auto", "train.channels_last=true", "train.compile=true"
-    ],
-}  # fmt: skip
+#: An autocast dtype (None: plain fp32) -> the name of ``train.precision`` that asks for it.
+PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to compute the training step: what the train params say."""
+
+    precision: str  # fp32 | bf16 | fp16
+    channels_last: bool
+    compile: bool = False
+
+    @property
+    def name(self) -> str:
+        arithmetic = {"fp32": "fp32", "bf16": "bf16 autocast",
+                      "fp16": "fp16 autocast + GradScaler"}[self.precision]  # fmt: skip
+        layout = "channels_last" if self.channels_last else "contiguous"
+        return f"{arithmetic}, {layout}" + (", torch.compile" if self.compile else "")
+
+    @property
+    def overrides(self) -> list[str]:
+        return [f"train.precision={self.precision}", f"train.channels_last={self.channels_last}",
+                f"train.compile={self.compile}"]  # fmt: skip
+
+
+#: The reference the others are compared with.
+EAGER_FP32 = Variant("fp32", channels_last=False)
+DEFAULT_MARK = " (default here)"
+
+
+def chosen_variants(device: torch.device, train: TrainParams, compiled: bool) -> dict[str, Variant]:
+    """Name -> variant, the reference first: fp32 in both layouts, then each reduced precision
+    that ``device`` computes natively (bf16 where ``autocast_dtype`` would choose it, fp16 with
+    its GradScaler on CUDA), then, when ``compiled``, ``train``'s own variant compiled. The
+    variant ``train`` amounts to on ``device`` is always there, its name marked '(default here)'.
+
+    Emulated bf16 is left out: on a CPU without it a 2048 x 2048 bf16 product ran at 0.3 GFLOP/s
+    against fp32's 130 (AMD EPYC without AVX-512, 2026-12-07), so a step would take minutes.
+    """
+    native = autocast_dtype(device, "auto")
+    default = Variant(PRECISION_NAMES[autocast_dtype(device, train.precision)],
+                      train.channels_last, train.compile)  # fmt: skip
+    variants = [EAGER_FP32, Variant("fp32", channels_last=True)]
+    if native is torch.bfloat16:
+        variants.append(Variant("bf16", channels_last=True))
+    if device.type == "cuda":
+        variants.append(Variant("fp16", channels_last=True))
+    if default not in variants:
+        variants.append(default)
+    if compiled and not default.compile:
+        variants.append(replace(default, compile=True))
+    return {
+        variant.name + (DEFAULT_MARK if variant == default else ""): variant for variant in variants
+    }
 
 
 def make_trainer(
-    overrides: list[str], size: int, batch_size: int, device: str, folder: Path
+    variant: Variant, size: int, batch_size: int, device: str, folder: Path
 ) -> tuple[Trainer, dict]:
     params = load_params(overrides=[
-        *overrides, f"train.image_sizes=[{size}]", f"train.batch_size={batch_size}",
+        *variant.overrides, f"train.image_sizes=[{size}]", f"train.batch_size={batch_size}",
         f"train.device={device}", "train.workers=0", "train.resume=false",
     ])  # fmt: skip
     table, archive = read_index(INDEX_FILE)
@@ -140,8 +180,11 @@ def main() -> None:
         help="on the CPU: where the default step's backward time goes",
     )
     args = parser.parse_args()
+    on_gpu = args.device == "cuda"
+    device = select_device(args.device)
+    variants = chosen_variants(device, load_params().train, compiled=not args.no_compile)
     if args.profile:
-        default = VARIANTS[DEFAULT_VARIANT]
+        default = next(variant for name, variant in variants.items() if name.endswith(DEFAULT_MARK))
         with tempfile.TemporaryDirectory() as scratch:
             for size in args.sizes:
                 print(f"{size} px, batch {args.batch}:")
@@ -149,25 +192,28 @@ def main() -> None:
                     *make_trainer(default, size, args.batch, args.device, Path(scratch))
                 )
         return
-    on_gpu = args.device == "cuda"
-    variants = VARIANTS | (GPU_ONLY if on_gpu else {}) | ({} if args.no_compile else COMPILED)
     machine = torch.cuda.get_device_name() if on_gpu else platform.processor() or platform.machine()
     side = 8192 if on_gpu else 2048
-    peaks = {name: matmul_peak(dtype, args.device, side) for name, dtype in
-             (("bf16", torch.bfloat16), ("fp32", torch.float32))}  # fmt: skip
+    # A peak only for the arithmetic this device has natively (see chosen_variants).
+    dtypes = {"fp32": torch.float32}
+    if autocast_dtype(device, "auto") is torch.bfloat16:
+        dtypes = {"bf16": torch.bfloat16, **dtypes}
+    peaks = {name: matmul_peak(dtype, args.device, side) for name, dtype in dtypes.items()}
+    measured = ", ".join(f"{name} {peak:.0f} GFLOP/s" for name, peak in peaks.items())
+    native = "" if "bf16" in peaks else " (no native bf16 here: its variants are left out)"
     print(f"{machine}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"batch {args.batch}, SGD step with the joint loss; peak of a {side}x{side} matrix "
-          f"product: bf16 {peaks['bf16']:.0f} GFLOP/s, "
-          f"fp32 {peaks['fp32']:.0f} GFLOP/s")  # fmt: skip
-    print("| size | variant | samples/s | vs eager fp32 | GFLOP/s | of bf16 peak | of fp32 peak |")
-    print("|---|---|---|---|---|---|---|")
+          f"product: {measured}{native}")  # fmt: skip
+    shares = [f"of {name} peak" for name in peaks]
+    print(f"| size | variant | samples/s | vs eager fp32 | GFLOP/s | {' | '.join(shares)} |")
+    print("|---|---|---|---|---|" + "---|" * len(shares))
     with tempfile.TemporaryDirectory() as scratch:
         for size in args.sizes:
             ready = {
                 name: make_trainer(
-                    overrides, size, args.batch, args.device, Path(scratch) / f"variant{number}"
+                    variant, size, args.batch, args.device, Path(scratch) / f"variant{number}"
                 )
-                for number, (name, overrides) in enumerate(variants.items())
+                for number, (name, variant) in enumerate(variants.items())
             }
             rates: dict[str, list[float]] = {name: [] for name in variants}
             for _ in range(args.rounds):
@@ -184,9 +230,9 @@ def main() -> None:
             for name, values in rates.items():
                 rate = statistics.median(values)
                 gflops = rate * flops_per_sample / 1e9
+                of_peaks = " | ".join(f"{gflops / peak:.0%}" for peak in peaks.values())
                 print(f"| {size} | {name} | {rate:.1f} | {rate / reference:.2f}x | {gflops:.1f} "
-                      f"| {gflops / peaks['bf16']:.0%} | {gflops / peaks['fp32']:.0%} |",
-                      flush=True)  # fmt: skip
+                      f"| {of_peaks} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

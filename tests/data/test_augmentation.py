@@ -109,23 +109,24 @@ def test_the_warp_moves_every_channel_alike_and_only_the_rows_asked() -> None:
     assert all(torch.equal(moved[channel], moved[0]) for channel in range(1, MASK_CHANNEL))
 
 
-def test_draws_are_the_scenes_own_whatever_the_batch() -> None:
-    draws = scene_draws(0, [1, 1, 2], [5, 9, 5])
-    assert draws.shape == (3, len(DRAW_NAMES)) and draws.dtype == np.float32
+def test_draws_are_the_scenes_own() -> None:
+    draws = scene_draws(0, 1, 5)
+    assert draws.shape == (len(DRAW_NAMES),) and draws.dtype == np.float32
     assert ((draws >= 0) & (draws < 1)).all()
-    np.testing.assert_array_equal(scene_draws(0, [1, 1], [9, 5]), draws[[1, 0]])
-    assert not np.array_equal(draws[0], draws[2])  # another epoch
-    assert not np.array_equal(scene_draws(1, [1], [5])[0], draws[0])  # another seed
+    np.testing.assert_array_equal(scene_draws(0, 1, 5), draws)
+    assert not np.array_equal(scene_draws(0, 1, 9), draws)  # another scene
+    assert not np.array_equal(scene_draws(0, 2, 5), draws)  # another epoch
+    assert not np.array_equal(scene_draws(1, 1, 5), draws)  # another seed
 
 
 def test_photometric_changes_stay_in_the_originals_ranges() -> None:
     """On mid grey, hue and saturation cannot act: value moves by up to VALUE_SHIFT, then
     contrast and brightness scale and move it; bg and bg_fg alike."""
-    change = PhotometricChange(AugmentParams(photometric_p=1.0), seed=0)
+    change = PhotometricChange(AugmentParams(photometric_p=1.0))
     grey = np.full((8, 8, 3), 128, np.uint8)
     levels = []
     for index in range(300):
-        bg, bg_fg = change((grey, grey.copy()), epoch=0, index=index)
+        bg, bg_fg = change((grey, grey.copy()), scene_draws(0, 0, index))
         np.testing.assert_array_equal(bg, bg_fg)
         assert (bg == bg[0, 0]).all()
         levels.append(int(bg[0, 0, 0]))
@@ -137,12 +138,12 @@ def test_photometric_changes_stay_in_the_originals_ranges() -> None:
 
 def test_photometric_changes_are_albumentations_own_on_each_image() -> None:
     """The two images go through one call, stacked: the same pixels as a call on each."""
-    change = PhotometricChange(AugmentParams(photometric_p=0.7), seed=3)
+    change = PhotometricChange(AugmentParams(photometric_p=0.7))
     rng = np.random.default_rng(0)
     changed = 0
     for index in range(40):
         images = tuple(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8) for _ in range(2))
-        draws = scene_draws(3, [0], [index])[0]
+        draws = scene_draws(3, 0, index)
         expected = list(images)
         if draws[DRAW_NAMES.index("hsv")] < 0.7:
             hue, saturation, value = (
@@ -156,7 +157,7 @@ def test_photometric_changes_are_albumentations_own_on_each_image() -> None:
             beta = (2 * draws[DRAW_NAMES.index("brightness")] - 1) * BRIGHTNESS * 255
             adjust = A.RandomBrightnessContrast(BRIGHTNESS, CONTRAST, p=1)
             expected = [adjust.apply(image, alpha, beta) for image in expected]
-        result = change(images, epoch=0, index=index)
+        result = change(images, draws)
         assert [image.shape for image in result] == [(12, 10, 3), (12, 10, 3)]
         for got, want in zip(result, expected, strict=True):
             np.testing.assert_array_equal(got, want)
@@ -165,11 +166,11 @@ def test_photometric_changes_are_albumentations_own_on_each_image() -> None:
 
 
 def test_photometric_changes_are_drawn_with_their_probability() -> None:
-    change = PhotometricChange(AugmentParams(photometric_p=0.5), seed=0)
+    change = PhotometricChange(AugmentParams(photometric_p=0.5))
     colour = np.zeros((4, 4, 3), np.uint8)
     colour[...] = (150, 90, 60)
     unchanged = sum(
-        np.array_equal(change((colour, colour), epoch=0, index=index)[0], colour)
+        np.array_equal(change((colour, colour), scene_draws(0, 0, index))[0], colour)
         for index in range(400)
     )
     # Neither transform drawn: a quarter of the scenes (binomial, 400 draws: sd 8.7).

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from depthseg.core.params import AugmentParams, IndexParams
 from depthseg.data import layout
-from depthseg.data.augmentation import GeometricChange, PhotometricChange
+from depthseg.data.augmentation import GeometricChange, PhotometricChange, scene_draws
 from depthseg.data.dataset import SceneDataset, collate_scenes
 from depthseg.data.image_header import ImageError
 from depthseg.data.indexing import build_index
@@ -78,9 +78,9 @@ class AugmentedScenes:
     def __init__(
         self, params: AugmentParams, table: pd.DataFrame, archive: Path, size: int, seed: int
     ) -> None:
-        photometric = PhotometricChange(params, seed) if params.photometric else None
-        self.dataset = SceneDataset(table, archive, size, photometric)
-        self.geometric = GeometricChange(params, seed) if params.geometric else None
+        photometric = PhotometricChange(params) if params.photometric else None
+        self.dataset = SceneDataset(table, archive, size, seed, photometric)
+        self.geometric = GeometricChange(params) if params.geometric else None
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -89,7 +89,7 @@ class AugmentedScenes:
         sample = self.dataset[key]
         scenes = unit_floats(sample["scene"][None])
         if self.geometric is not None:
-            self.geometric(scenes, [sample["epoch"]], [sample["index"]])
+            self.geometric(scenes, sample["draws"][None])
         return {name: part(scenes[0], name) for name in SCENE_CHANNELS}
 
 
@@ -120,7 +120,7 @@ def test_sample_shapes_and_ranges(
     assert len(dataset) == 12
     for index in (0, 7, 11):
         sample = dataset[index]
-        assert sample["index"] == index and sample["epoch"] == 0
+        assert sample["index"] == index and "draws" not in sample
         scene = sample["scene"]
         assert scene.shape == (8, size, size) and scene.dtype == torch.uint8
         assert set(part(scene, "mask").unique().tolist()) == {0, 1}
@@ -280,8 +280,35 @@ def _batches(scenes: AugmentedScenes, workers: int) -> list[torch.Tensor]:
     for batch in loader:
         floats = unit_floats(batch["scenes"])
         assert scenes.geometric is not None
-        batches.append(scenes.geometric(floats, batch["epoch"], batch["index"]))
+        batches.append(scenes.geometric(floats, batch["draws"]))
     return batches
+
+
+def test_a_batch_carries_each_scenes_own_draws_from_the_workers(
+    modest_index: pd.DataFrame, modest_archive: Path
+) -> None:
+    """The worker draws once for both halves of the augmentation: the training process gets
+    the draws with the scenes, and a dataset without augmentation sends none."""
+    augmented = _augmented(EVERYTHING)(modest_index, modest_archive, 64, seed=4).dataset
+    plain = SceneDataset(modest_index, modest_archive, 64)
+    sampler = EpochSampler(len(augmented), 64, shuffle=True, seed=0)
+    sampler.set_epoch(3, 64)
+    for dataset, carries in ((augmented, True), (plain, False)):
+        loader = DataLoader(
+            dataset, batch_size=5, sampler=sampler, num_workers=2, collate_fn=collate_scenes
+        )
+        for batch in loader:
+            assert ("draws" in batch) is carries
+            if carries:
+                expected = np.stack([scene_draws(4, 3, index) for index in batch["index"]])
+                np.testing.assert_array_equal(batch["draws"], expected)
+
+
+def test_a_photometric_change_without_its_draws_is_refused(
+    modest_index: pd.DataFrame, modest_archive: Path
+) -> None:
+    with pytest.raises(ValueError, match="augment_seed"):
+        SceneDataset(modest_index, modest_archive, 64, photometric=PhotometricChange(EVERYTHING))
 
 
 def test_loader_workers_give_the_same_batches(

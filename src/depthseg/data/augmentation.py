@@ -17,12 +17,12 @@ and the depth map stay aligned with the inputs. They are pointwise, so it does n
 they come before the warp rather than after it, as in the original.
 
 Each scene's draws come from its own generator, seeded by the run's seed, the epoch and the
-scene's row: they are the same whatever the batch, the number of workers or the device.
+scene's row: they are the same whatever the batch, the number of workers or the device. The loader
+worker draws them once and sends them with the scene, so the training process, which feeds the
+device alone, does no per-scene work for them.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import albumentations as A
 import numpy as np
@@ -52,13 +52,9 @@ CONTRAST = 0.15
 BRIGHTNESS = 0.15
 
 
-def scene_draws(seed: int, epochs: Sequence[int], indices: Sequence[int]) -> np.ndarray:
-    """N x len(DRAW_NAMES) float32 uniforms: scene ``indices[i]``'s draws in ``epochs[i]``."""
-    rows = [
-        np.random.default_rng([seed, epoch, index]).random(len(DRAW_NAMES))
-        for epoch, index in zip(epochs, indices, strict=True)
-    ]
-    return np.array(rows, dtype=np.float32).reshape(-1, len(DRAW_NAMES))
+def scene_draws(seed: int, epoch: int, index: int) -> np.ndarray:
+    """The len(DRAW_NAMES) float32 uniforms of scene ``index`` in ``epoch``."""
+    return np.random.default_rng([seed, epoch, index]).random(len(DRAW_NAMES)).astype(np.float32)
 
 
 def _spread(uniform: np.ndarray | Tensor, half_range: float) -> np.ndarray | Tensor:
@@ -70,9 +66,8 @@ class PhotometricChange:
     """Hue/saturation/value and brightness/contrast of a scene's two RGB images, as its draws
     say (uint8 in and out), in the loader worker."""
 
-    def __init__(self, params: AugmentParams, seed: int) -> None:
+    def __init__(self, params: AugmentParams) -> None:
         self.p = params.photometric_p
-        self.seed = seed
         self.hsv = A.HueSaturationValue(HUE_SHIFT, SATURATION_SHIFT, VALUE_SHIFT, p=1)
         self.brightness_contrast = A.RandomBrightnessContrast(BRIGHTNESS, CONTRAST, p=1)
 
@@ -81,9 +76,9 @@ class PhotometricChange:
         return params.photometric
 
     def __call__(
-        self, images: tuple[np.ndarray, np.ndarray], epoch: int, index: int
+        self, images: tuple[np.ndarray, np.ndarray], draws: np.ndarray
     ) -> tuple[np.ndarray, ...]:
-        draws = scene_draws(self.seed, [epoch], [index])[0]
+        """``images`` changed as the scene's ``draws`` (see ``scene_draws``) say."""
         hsv = draws[_DRAW["hsv"]] < self.p
         brightness_contrast = draws[_DRAW["brightness_contrast"]] < self.p
         if not (hsv or brightness_contrast):
@@ -140,26 +135,26 @@ class GeometricChange:
     """Flip, then shift and scale, of a float batch of scenes in place (see
     ``transforms.SCENE_CHANNELS``; the mask 0 or 1), on the batch's device."""
 
-    def __init__(self, params: AugmentParams, seed: int) -> None:
+    def __init__(self, params: AugmentParams) -> None:
         self.params = params
-        self.seed = seed
 
     @staticmethod
     def wanted(params: AugmentParams) -> bool:
         return params.geometric
 
-    def __call__(self, scenes: Tensor, epochs: Sequence[int], indices: Sequence[int]) -> Tensor:
+    def __call__(self, scenes: Tensor, draws: np.ndarray) -> Tensor:
+        """``scenes`` changed as their N x len(DRAW_NAMES) ``draws`` say."""
         params = self.params
-        draws = torch.from_numpy(scene_draws(self.seed, epochs, indices))
-        flip = draws[:, _DRAW["flip"]] < params.flip_p
-        affine = draws[:, _DRAW["affine"]] < AFFINE_P
+        drawn = torch.from_numpy(draws)
+        flip = drawn[:, _DRAW["flip"]] < params.flip_p
+        affine = drawn[:, _DRAW["affine"]] < AFFINE_P
         flip_only = (flip & ~affine).nonzero()[:, 0].to(scenes.device)
         if len(flip_only):
             scenes[flip_only] = scenes[flip_only].flip(-1)
         rows = affine.nonzero()[:, 0]
         if not len(rows):
             return scenes
-        picked = draws[rows]
+        picked = drawn[rows]
         scale = 1 + _spread(picked[:, [_DRAW["scale_x"], _DRAW["scale_y"]]], params.scale)
         shift = _spread(picked[:, [_DRAW["shift_x"], _DRAW["shift_y"]]], params.shift)
         self.warp(scenes, rows.to(scenes.device), flip[rows], scale, shift)

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset, default_collate
 
 from depthseg.data import layout
 from depthseg.data.archive import ArchiveError, MemberReader
-from depthseg.data.augmentation import PhotometricChange
+from depthseg.data.augmentation import PhotometricChange, scene_draws
 from depthseg.data.decoding import ImageError, decode_image
 from depthseg.data.sampling import SceneKey
 from depthseg.data.scene_images import image_ranges, read_image
@@ -48,10 +48,11 @@ class DecodedImages:
 
 class SceneDataset(Dataset[dict[str, Any]]):
     """Scenes of ``table``, each a ``scene``: one uint8 tensor of ``bg``, ``bg_fg`` (RGB),
-    ``depth`` (0..255) and ``mask`` (0 or 1), see ``transforms.SCENE_CHANNELS``, changed by
-    ``photometric`` when given; with its row ``index`` and ``epoch``, from which
-    ``GeometricChange`` draws on the batch. ``ComputeSetup.inputs``
-    turns a batch of them into the network's floats.
+    ``depth`` (0..255) and ``mask`` (0 or 1), see ``transforms.SCENE_CHANNELS``, with its row
+    ``index``. With an ``augment_seed``, a scene also carries its augmentation ``draws`` (see
+    ``augmentation.scene_draws``): ``photometric``, when given, changes it with them here, and
+    ``GeometricChange`` the batch with them on the device. ``ComputeSetup.inputs`` turns a batch
+    of them into the network's floats.
 
     A key is a row number, read at ``image_size`` in epoch 0, or a ``SceneKey`` from
     ``EpochSampler`` that says the size and the epoch.
@@ -62,9 +63,12 @@ class SceneDataset(Dataset[dict[str, Any]]):
         table: pd.DataFrame,
         archive_path: Path,
         image_size: int,
+        augment_seed: int | None = None,
         photometric: PhotometricChange | None = None,
         skip_bad: bool = False,
     ) -> None:
+        if photometric is not None and augment_seed is None:
+            raise ValueError("a photometric change needs the augment_seed of its draws")
         # Numbers and fixed-width bytes, no Python objects: forked workers read them without
         # touching reference counts, so the pages stay shared (400,000 rows, several workers).
         self.scenes = _packed(table["scene"])
@@ -75,6 +79,7 @@ class SceneDataset(Dataset[dict[str, Any]]):
         # decodes each once per size.
         self.backgrounds = DecodedImages(BACKGROUND_CACHE)
         self.image_size = image_size
+        self.augment_seed = augment_seed
         self.photometric = photometric
         self.skip_bad = skip_bad
 
@@ -106,22 +111,28 @@ class SceneDataset(Dataset[dict[str, Any]]):
             if self.skip_bad:
                 return None
             raise ImageError(f"scene {self.scenes[index].decode()}: {error}") from None
-        if self.photometric is not None:
-            images = self.photometric(images, epoch, index)
-        return {"index": index, "epoch": epoch, "scene": scene_tensor(*images, *labels)}
+        sample: dict[str, Any] = {"index": index}
+        if self.augment_seed is not None:
+            sample["draws"] = draws = scene_draws(self.augment_seed, epoch, index)
+            if self.photometric is not None:
+                images = self.photometric(images, draws)
+        sample["scene"] = scene_tensor(*images, *labels)
+        return sample
 
 
 def collate_scenes(samples: list[dict[str, Any] | None]) -> dict[str, Any]:
     """A batch of the scenes that could be read: ``scenes`` (N x 8 x H x W, absent when none
-    could), their ``index`` and ``epoch`` lists, and ``skipped``: how many could not. One tensor
-    a batch: the rest are plain numbers, pickled with it."""
+    could), their ``index`` list, their N x len(DRAW_NAMES) ``draws`` where they carry them, and
+    ``skipped``: how many could not. One tensor a batch: the draws are a NumPy array and the rest
+    plain numbers, pickled with it."""
     kept = [sample for sample in samples if sample is not None]
     batch: dict[str, Any] = {
         "index": [sample["index"] for sample in kept],
-        "epoch": [sample["epoch"] for sample in kept],
         "skipped": len(samples) - len(kept),
     }
     if kept:
         # default_collate stacks straight into shared memory inside a loader worker.
         batch["scenes"] = default_collate([sample["scene"] for sample in kept])
+        if "draws" in kept[0]:
+            batch["draws"] = np.stack([sample["draws"] for sample in kept])
     return batch

@@ -102,9 +102,10 @@ def build_run(
         )
     size, skip_bad = config.image_size(1), config.on_bad_image == "skip"
     augment, seed = config.augment, config.seed
-    photometric = PhotometricChange(augment, seed) if PhotometricChange.wanted(augment) else None
-    geometric = GeometricChange(augment, seed) if GeometricChange.wanted(augment) else None
-    train_set = SceneDataset(train_rows, archive_path, size, photometric, skip_bad)
+    photometric = PhotometricChange(augment) if PhotometricChange.wanted(augment) else None
+    geometric = GeometricChange(augment) if GeometricChange.wanted(augment) else None
+    augment_seed = seed if photometric or geometric else None
+    train_set = SceneDataset(train_rows, archive_path, size, augment_seed, photometric, skip_bad)
     val_set = SceneDataset(val_rows, archive_path, size, skip_bad=skip_bad)
     shares = {"rank": group.rank, "world_size": group.world_size}
     train_sampler = EpochSampler(

@@ -122,7 +122,7 @@ class ComputeSetup:
         # non_blocking: from pinned memory the copy overlaps the work already queued.
         scenes = unit_floats(batch["scenes"].to(self.device, non_blocking=True))
         if geometric is not None:
-            geometric(scenes, batch["epoch"], batch["index"])
+            geometric(scenes, batch["draws"])
         tensors = (
             normalised(part(scenes, "bg"), layout.BG_MEAN, layout.BG_STD),
             normalised(part(scenes, "bg_fg"), layout.BG_FG_MEAN, layout.BG_FG_STD),

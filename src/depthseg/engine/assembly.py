@@ -104,7 +104,7 @@ def build_run(
     augment, seed = config.augment, config.seed
     photometric = PhotometricChange(augment) if PhotometricChange.wanted(augment) else None
     geometric = GeometricChange(augment) if GeometricChange.wanted(augment) else None
-    augment_seed = seed if photometric or geometric else None
+    augment_seed = seed if photometric is not None or geometric is not None else None
     train_set = SceneDataset(train_rows, archive_path, size, augment_seed, photometric, skip_bad)
     val_set = SceneDataset(val_rows, archive_path, size, skip_bad=skip_bad)
     shares = {"rank": group.rank, "world_size": group.world_size}

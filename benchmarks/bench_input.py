@@ -5,10 +5,12 @@ batches of 16) and made into the network's input by its own ``ComputeSetup.input
 params.yaml's augmentation (which runs there, on the batch), and no training step: with the
 loader in the main process (0 workers) and with 1, 2 and N worker processes, at 64, 96 and 160 px;
 the main process keeps the cores the workers leave it.
-A second table gives the main process's share alone: conversion and augmentation of batches
-already read. Then, for an index of 400,000 rows (the release's size, made by repeating this one),
-the private memory of each of two workers after 100 batches: what forked workers copy of the
-index as they read it.
+Two more tables give each side's share alone: a worker's on one thread (reading, decoding, the
+photometric change and collation of the same batches, in this process), the most one loader
+worker can deliver, and the main process's on all cores (conversion and augmentation of batches
+already read). Then, for an index of 400,000 rows (the release's size, made by repeating this
+one), the private memory of each of two workers after 100 batches: what forked workers copy of
+the index as they read it.
 
     dvc repro index && .venv/bin/python benchmarks/bench_input.py
     .venv/bin/python benchmarks/bench_input.py --modest ../shared/modest-mini
@@ -35,6 +37,7 @@ from torch.utils.data import DataLoader
 from depthseg.core.params import IndexParams, load_params
 from depthseg.core.paths import INDEX_FILE
 from depthseg.data.archive import pack_folder
+from depthseg.data.dataset import collate_scenes
 from depthseg.data.indexing import build_index, read_index
 from depthseg.engine.assembly import build_run
 from depthseg.engine.loop import Trainer
@@ -70,6 +73,17 @@ def network_inputs(trainer: Trainer, batches: Iterable[dict[str, Any]]) -> int:
         bg, *_ = trainer.setup.inputs(batch, trainer.parts.geometric)
         count += len(bg)
     return count
+
+
+def worker_work(trainer: Trainer, size: int) -> int:
+    """The batches of epoch 1 read as a loader worker reads them, here; how many scenes."""
+    split = trainer.parts.train
+    split.sampler.set_epoch(1, size)
+    keys = list(split.sampler)
+    batch_size = split.loader.batch_size or 1
+    for start in range(0, len(keys), batch_size):
+        collate_scenes([split.scenes[key] for key in keys[start : start + batch_size]])
+    return len(keys)
 
 
 def scenes_per_second(passes: Callable[[], int], rounds: int) -> float:
@@ -128,7 +142,7 @@ def main() -> None:
         print(f"{platform.processor() or platform.machine()}, {cores} cores; {scenes} training "
               f"scenes from {archive}; augmentation {'on' if args.augment else 'off'}")  # fmt: skip
         print("| size | workers | scenes/s |\n|---|---|---|")
-        shares = {}
+        worker_shares, main_shares = {}, {}
         for size in args.sizes:
             for workers in sorted({0, 1, 2, cores}):
                 # The workers' cores are theirs: the main process's threads would spin-wait on
@@ -140,13 +154,24 @@ def main() -> None:
                 batches = trainer.train_batches(1, size)
                 rate = scenes_per_second(partial(network_inputs, trainer, batches), args.rounds)
                 print(f"| {size} | {workers} | {rate:.0f} |", flush=True)
+            torch.set_num_threads(1)
+            worker_shares[size] = scenes_per_second(
+                partial(worker_work, trainer, size), args.rounds
+            )
             torch.set_num_threads(cores)
             read = list(trainer.train_batches(1, size))
-            shares[size] = scenes_per_second(partial(network_inputs, trainer, read), args.rounds)
-        print("\nThe main process's share alone (conversion and augmentation of batches read):")
-        print("| size | scenes/s |\n|---|---|")
-        for size, rate in shares.items():
-            print(f"| {size} | {rate:.0f} |")
+            main_shares[size] = scenes_per_second(
+                partial(network_inputs, trainer, read), args.rounds
+            )
+        for title, shares in (
+            ("A worker's share alone (reading, decoding, photometric change, collation; one "
+             "thread):", worker_shares),
+            (f"The main process's share alone (conversion and augmentation of batches read; "
+             f"{cores} threads):", main_shares),
+        ):  # fmt: skip
+            print(f"\n{title}\n| size | scenes/s |\n|---|---|")
+            for size, rate in shares.items():
+                print(f"| {size} | {rate:.0f} |")
         repeats = -(-RELEASE_ROWS // len(table))
         release = pd.concat([table] * repeats, ignore_index=True).iloc[:RELEASE_ROWS]
         batches = training_trainer(

@@ -7,20 +7,10 @@ import re
 import sys
 
 import pytest
+from markdown_tables import markdown_tables
 from repro_project import REPO, run
 
 SCRIPT = REPO / "benchmarks" / "bench_input.py"
-
-
-def tables(output: str) -> list[list[list[str]]]:
-    """Each markdown table's rows (its header left out; separators do not start with '| '), in
-    order, as cells."""
-    found: list[list[list[str]]] = []
-    for block in re.split(r"\n(?=\| size)", output):
-        rows = [line.strip("|").split("|") for line in block.splitlines() if line.startswith("| ")]
-        if rows:
-            found.append([[cell.strip() for cell in row] for row in rows[1:]])
-    return found
 
 
 @pytest.mark.slow
@@ -28,7 +18,7 @@ def test_the_bench_prints_each_setting_and_each_sides_share(pipeline) -> None:
     project, env = pipeline
     command = [sys.executable, str(SCRIPT), "--sizes", "32", "--scenes", "48", "--rounds", "1"]
     output = run(command, project, env).stdout
-    loader, worker, main = tables(output)
+    loader, worker, main = markdown_tables(output)
     workers = sorted({0, 1, 2, os.cpu_count() or 1})
     assert [(row[0], int(row[1])) for row in loader] == [("32", count) for count in workers]
     assert [row[0] for row in worker] == ["32"] and [row[0] for row in main] == ["32"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from markdown_tables import markdown_tables
 from repro_project import REPO, run
 
 from depthseg.core.params import load_params
@@ -18,12 +19,6 @@ from depthseg.models.dsresnet import DSResNet
 SCRIPT = REPO / "benchmarks" / "bench_train_step.py"
 sys.path.insert(0, str(SCRIPT.parent))
 import bench_train_step  # noqa: E402
-
-
-def table_rows(output: str) -> list[list[str]]:
-    """The cells of each markdown row under a header, separators left out."""
-    rows = [line.strip("|").split("|") for line in output.splitlines() if line.startswith("| ")]
-    return [[cell.strip() for cell in row] for row in rows[1:] if not row[0].startswith("-")]
 
 
 @pytest.mark.parametrize(
@@ -79,7 +74,7 @@ def test_the_variants_are_timed_against_eager_fp32(pipeline) -> None:
     project, env = pipeline
     command = [sys.executable, str(SCRIPT), "--no-compile", "--sizes", "32", "--batch", "2"]
     output = run([*command, "--rounds", "1", "--steps", "1"], project, env).stdout
-    rows = table_rows(output)
+    (rows,) = markdown_tables(output)
     native_bf16 = compute.autocast_dtype(torch.device("cpu"), "auto") is torch.bfloat16
     expected = bench_train_step.chosen_variants(
         torch.device("cpu"), load_params().train, compiled=False
@@ -102,7 +97,7 @@ def test_the_variants_are_timed_against_eager_fp32(pipeline) -> None:
 def test_the_profile_accounts_for_every_convolution_by_map_size(pipeline) -> None:
     project, env = pipeline
     command = [sys.executable, str(SCRIPT), "--profile", "--sizes", "32", "--batch", "2"]
-    rows = table_rows(run(command, project, env).stdout)
+    (rows,) = markdown_tables(run(command, project, env).stdout)
     # DSResNet halves its maps five times: 32 px goes down to 1x1.
     assert [row[0] for row in rows] == ["1x1", "2x2", "4x4", "8x8", "16x16", "32x32"]
     convolutions = sum(isinstance(module, torch.nn.Conv2d) for module in DSResNet(1.0).modules())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -35,6 +36,11 @@ MODEST_MINI_SCENES = 12
 #: params.yaml's values: tests change only what they test on top of these.
 DEFAULT_PARAMS = load_params(REPO_ROOT / "params.yaml")
 LIMITS = DEFAULT_PARAMS.limits
+
+# The suite runs on every core at once (pytest-xdist, see pyproject.toml), mostly tiny models,
+# many in subprocesses: one thread each, or their OpenMP threads spin-wait against each other.
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # the processes tests start
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # this one, torch already imported
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,3 +261,9 @@ def postgres() -> Iterator[Postgres]:
         pytest.skip(f"PostgreSQL 15 not found in {POSTGRES_BIN}: the PostgreSQL tests need it")
     with postgres_server() as server:
         yield server
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules of slow tests first: the workers share them out from the start, and the quick
+    modules fill the gaps at the end, so no worker is left alone with a long one."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

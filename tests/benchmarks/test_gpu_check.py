@@ -46,6 +46,7 @@ def test_the_wheels_are_what_the_image_lacks_for_python_3_12(wheels: Path) -> No
     assert total < prepare_wheels.BUDGET_MIB * 2**20
 
 
+@pytest.mark.slow
 def test_the_dry_run_goes_straight_through_on_the_cpu(wheels: Path) -> None:
     result = run_check("--dry-run", wheels=wheels)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -76,6 +76,7 @@ def test_champion_moves_only_for_a_better_model_on_the_same_test_data(
     check_registry(register_sequence(params, saved_model), params)
 
 
+@pytest.mark.slow
 def test_the_registry_works_on_a_tracking_server(
     saved_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -137,13 +137,21 @@ def test_photometric_changes_stay_in_the_originals_ranges() -> None:
 
 
 def test_photometric_changes_are_albumentations_own_on_each_image() -> None:
-    """The two images go through one call, stacked: the same pixels as a call on each."""
+    """Lookup tables on the two images stacked: the same pixels as albumentations' transforms on
+    each, for every value of every channel, with a shift of 0 (which albumentations leaves out)
+    among them."""
     change = PhotometricChange(AugmentParams(photometric_p=0.7))
     rng = np.random.default_rng(0)
     changed = 0
-    for index in range(40):
-        images = tuple(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8) for _ in range(2))
+    for index in range(300):
+        images = tuple(rng.integers(0, 256, (32, 24, 3), dtype=np.uint8) for _ in range(2))
+        for image in images:  # grey pixels (saturation 0) too
+            image[:4] = image[:4, :, :1]
         draws = scene_draws(3, 0, index)
+        if index % 20 < 4:  # HSV drawn with no shift at all, or none of one channel
+            unshifted = [["hue", "saturation", "value"], ["hue"], ["saturation"], ["value"]]
+            draws[[DRAW_NAMES.index(name) for name in unshifted[index % 20]]] = 0.5
+            draws[DRAW_NAMES.index("hsv")] = 0.0
         expected = list(images)
         if draws[DRAW_NAMES.index("hsv")] < 0.7:
             hue, saturation, value = (
@@ -158,11 +166,11 @@ def test_photometric_changes_are_albumentations_own_on_each_image() -> None:
             adjust = A.RandomBrightnessContrast(BRIGHTNESS, CONTRAST, p=1)
             expected = [adjust.apply(image, alpha, beta) for image in expected]
         result = change(images, draws)
-        assert [image.shape for image in result] == [(12, 10, 3), (12, 10, 3)]
+        assert [image.shape for image in result] == [(32, 24, 3), (32, 24, 3)]
         for got, want in zip(result, expected, strict=True):
             np.testing.assert_array_equal(got, want)
         changed += not np.array_equal(result[0], images[0])
-    assert changed > 25
+    assert changed > 200
 
 
 def test_photometric_changes_are_drawn_with_their_probability() -> None:

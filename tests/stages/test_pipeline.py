@@ -17,7 +17,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 from PIL import Image
-from repro_project import SECRET, clone_project, run
+from repro_project import SECRET, clone_project, project_env, run
 
 pytestmark = pytest.mark.slow
 
@@ -156,8 +156,9 @@ def test_lr_find_writes_its_curve_records_a_run_and_applies_the_suggestion(
     assert [point.step for point in history] == list(range(1, len(curve) + 1))
 
 
-def test_mlproject_entry_points_run_with_overrides(pipeline) -> None:
-    project, env = pipeline
+def test_mlproject_entry_points_run_with_overrides(pipeline, tmp_path: Path) -> None:
+    project = clone_project(pipeline[0], tmp_path / "project")  # it trains: not the shared one
+    env = project_env(project)
     command = ["mlflow", "run", ".", "--env-manager", "local", "-P"]
     run([*command, "set=train.epochs=1 train.image_sizes=[32]", "-e", "train"], project, env)
     run([*command, "set=evaluate.prediction_images=1", "-e", "evaluate"], project, env)

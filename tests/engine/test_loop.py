@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
+import cv2
 import psutil
 import pytest
 import torch
@@ -288,6 +290,29 @@ def test_loader_workers_live_across_epochs_and_read_each_epoch_at_its_size(
     assert all(
         torch.equal(weights(in_process)[k], weights(persistent)[k]) for k in weights(persistent)
     )
+
+
+def _write_opencv_threads(folder: Path, worker: int) -> None:
+    (folder / f"worker-{worker}").write_text(str(cv2.getNumThreads()))
+
+
+def test_loader_workers_decode_on_one_opencv_thread(tiny_index, tmp_path: Path) -> None:
+    """Without workers OpenCV keeps its threads (the training process decodes); with them, the
+    workers and the process that forks them have one."""
+    table, archive = tiny_index
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(4)
+    try:
+        build_run(tiny_params(workers=0), table, archive, tmp_path / "in-process")
+        assert cv2.getNumThreads() == 4
+        trainer = Trainer(build_run(tiny_params(workers=1), table, archive, tmp_path / "run"))
+        loader = trainer.train_batches(1, 32)
+        loader.worker_init_fn = partial(_write_opencv_threads, tmp_path)
+        next(iter(loader))
+        assert cv2.getNumThreads() == 1
+        assert (tmp_path / "worker-0").read_text() == "1"
+    finally:
+        cv2.setNumThreads(before)
 
 
 def test_train_fraction_uses_a_seeded_share_of_the_train_split(tiny_index, tmp_path) -> None:

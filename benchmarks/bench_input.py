@@ -29,6 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import cv2
 import pandas as pd
 import psutil
 import torch
@@ -43,6 +44,8 @@ from depthseg.engine.assembly import build_run
 from depthseg.engine.loop import Trainer
 
 RELEASE_ROWS = 400_000
+#: OpenCV's threads in a fresh process; a Trainer with workers leaves this one with one.
+OPENCV_THREADS = cv2.getNumThreads()
 
 
 def training_trainer(
@@ -56,7 +59,8 @@ def training_trainer(
     overrides: tuple[str, ...] = (),
 ) -> Trainer:
     """The real Trainer of a training with these settings (and params ``overrides``), at
-    ``size`` only."""
+    ``size`` only, with OpenCV's threads as a training process starts with."""
+    cv2.setNumThreads(OPENCV_THREADS)
     params = load_params(overrides=[
         f"train.workers={workers}", f"train.scenes_per_epoch={scenes}", "train.resume=false",
         f"train.image_sizes=[{size}]", "train.batch_size=16",

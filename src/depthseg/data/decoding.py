@@ -74,15 +74,16 @@ def resized(pixels: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(pixels, (size, size), interpolation=interpolation)
 
 
-def one_opencv_thread() -> None:
-    """OpenCV computes on the calling thread alone, in this process and in the loader workers
-    it forks from now on: for loaders with workers, which have the cores between them. Scene
-    images are small, so OpenCV's threads cost a worker more than they give (on AMD, one thread
-    took 2-13% less CPU time a scene), and each of N workers starting a thread per core would
-    crowd the cores. Called before the workers fork: a child that resizes the thread pool it
-    inherited can deadlock. Without workers the loader decodes in the training process, whose
-    other cores are idle meanwhile, so OpenCV keeps its threads there."""
-    cv2.setNumThreads(1)
+def opencv_threads_for_loader(workers: int) -> None:
+    """With loader ``workers``, OpenCV computes on the calling thread alone, in this process and
+    in the workers it forks from now on: they have the cores between them. Scene images are
+    small, so OpenCV's threads cost a worker more than they give (on AMD, one thread took 2-13%
+    less CPU time a scene), and each of N workers starting a thread per core would crowd the
+    cores. Called before the workers fork: a child that resizes the thread pool it inherited can
+    deadlock. Without workers the loader decodes in this process, whose other cores are idle
+    meanwhile, so OpenCV keeps its threads."""
+    if workers:
+        cv2.setNumThreads(1)
 
 
 def decode_image(data: bytes, size: int, mode: str, name: str) -> np.ndarray:

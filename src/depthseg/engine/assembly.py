@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from depthseg.core.params import Params, TrainParams
 from depthseg.data.augmentation import GeometricChange, PhotometricChange
 from depthseg.data.dataset import SceneDataset, collate_scenes
-from depthseg.data.decoding import one_opencv_thread
+from depthseg.data.decoding import opencv_threads_for_loader
 from depthseg.data.sampling import EpochSampler
 from depthseg.engine.checkpoints import Checkpoints, Trainables, split_assignment_hash
 from depthseg.engine.compute import ComputeSetup, TrainingError
@@ -70,8 +70,7 @@ def _loader(
     """One loader for the whole run: its workers stay alive across epochs, since the sampler
     tells them each epoch and size. BatchNorm needs more than one sample: a shuffled split
     drops a last batch of one."""
-    if config.workers:
-        one_opencv_thread()
+    opencv_threads_for_loader(config.workers)
     return DataLoader(
         dataset,
         batch_size=config.batch_size,

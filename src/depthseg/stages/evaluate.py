@@ -22,7 +22,7 @@ from depthseg.core.paths import (
     MODEL_WEIGHTS,
 )
 from depthseg.data.dataset import SceneDataset, collate_scenes
-from depthseg.data.decoding import one_opencv_thread
+from depthseg.data.decoding import opencv_threads_for_loader
 from depthseg.data.indexing import read_index, scene_contents_hash
 from depthseg.engine.checkpoints import load_trained
 from depthseg.engine.compute import ComputeSetup
@@ -48,8 +48,7 @@ def evaluate(params: Params) -> dict[str, Any]:
     size = config.image_size or card["image_size"]
     skip_bad = params.train.on_bad_image == "skip"
     dataset = SceneDataset(rows, archive_path, size, skip_bad=skip_bad)
-    if params.train.workers:
-        one_opencv_thread()
+    opencv_threads_for_loader(params.train.workers)
     loader = DataLoader(
         dataset,
         batch_size=config.batch_size,

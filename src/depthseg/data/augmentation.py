@@ -108,16 +108,17 @@ class PhotometricChange:
         if not (hsv or brightness_contrast):
             return images
         stacked = np.concatenate(images, axis=0)
-        shifts = [
-            float(_spread(draws[_DRAW[name]], half_range))
-            for name, half_range in (
-                ("hue", HUE_SHIFT), ("saturation", SATURATION_SHIFT), ("value", VALUE_SHIFT)
-            )
-        ]  # fmt: skip
-        # albumentations returns the image itself, unconverted, when nothing shifts.
-        if hsv and any(shifts):
-            shifted = cv2.LUT(cv2.cvtColor(stacked, cv2.COLOR_RGB2HSV), _hsv_table(*shifts))
-            stacked = cv2.cvtColor(shifted, cv2.COLOR_HSV2RGB)
+        if hsv:
+            shifts = [
+                float(_spread(draws[_DRAW[name]], half_range))
+                for name, half_range in (
+                    ("hue", HUE_SHIFT), ("saturation", SATURATION_SHIFT), ("value", VALUE_SHIFT)
+                )
+            ]  # fmt: skip
+            # albumentations returns the image itself, unconverted, when nothing shifts.
+            if any(shifts):
+                shifted = cv2.LUT(cv2.cvtColor(stacked, cv2.COLOR_RGB2HSV), _hsv_table(*shifts))
+                stacked = cv2.cvtColor(shifted, cv2.COLOR_HSV2RGB)
         if brightness_contrast:
             alpha = 1 + float(_spread(draws[_DRAW["contrast"]], CONTRAST))
             # RandomBrightnessContrast scales brightness by the maximum value before apply.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -13,8 +13,10 @@ from torch import nn
 from depthseg.core.errors import DepthsegError
 from depthseg.core.params import TrainParams
 from depthseg.data import layout
-from depthseg.data.augmentation import GeometricChange
 from depthseg.data.transforms import normalised, part, unit_floats
+
+if TYPE_CHECKING:  # the served model loads weights through here, and needs no augmentation
+    from depthseg.data.augmentation import GeometricChange
 
 
 class TrainingError(DepthsegError, RuntimeError):

@@ -8,15 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from matplotlib import colormaps
 from torch import nn
 
+from depthseg.data.colours import depth_colours
 from depthseg.data.dataset import SceneDataset, collate_scenes
 from depthseg.data.sampling import SceneKey
 from depthseg.data.transforms import part
 from depthseg.engine.compute import ComputeSetup
-
-_DEPTH_COLOURS = (colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
 
 
 def _rgb(image: torch.Tensor) -> np.ndarray:
@@ -26,11 +24,6 @@ def _rgb(image: torch.Tensor) -> np.ndarray:
 def _grey(values: torch.Tensor) -> np.ndarray:
     grey = (values.detach().float().cpu().clamp(0, 1).numpy()[0] * 255).round().astype(np.uint8)
     return np.repeat(grey[..., None], 3, axis=2)
-
-
-def depth_colours(depth: np.ndarray) -> np.ndarray:
-    """Depth in [0, 1] as RGB uint8 in the magma colour map, dark = near."""
-    return _DEPTH_COLOURS[(np.clip(depth, 0, 1) * 255).round().astype(np.uint8)]
 
 
 def _coloured(depth: torch.Tensor) -> np.ndarray:

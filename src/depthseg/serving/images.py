@@ -21,6 +21,7 @@ from PIL import Image, ImageOps
 
 from depthseg.core.errors import DepthsegError
 from depthseg.core.params import LimitsParams
+from depthseg.data.colours import depth_colours
 from depthseg.data.decoding import jpeg_scale_flag
 from depthseg.data.image_header import (
     ACCEPTED_FORMATS,
@@ -30,7 +31,6 @@ from depthseg.data.image_header import (
     ImageTooLarge,
     checked_header,
 )
-from depthseg.engine.preview import depth_colours
 from depthseg.objectives.metrics import MASK_THRESHOLD
 
 _ORIENTATION_TAG = 0x0112

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from depthseg.core.files import replaced_atomically
 from depthseg.core.params import LimitsParams
-from depthseg.engine.preview import depth_colours
+from depthseg.data.colours import depth_colours
 from depthseg.serving.images import (
     ScaledImage,
     depth_image,

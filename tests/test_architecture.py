@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -180,3 +182,15 @@ def test_every_file_a_stage_runs_is_one_of_its_dvc_deps(stage: str) -> None:
         if not any(path == dep or path.is_relative_to(dep) for dep in deps)
     )
     assert not uncovered, f"dvc.yaml stage {stage} runs these files but does not depend on them"
+
+
+@pytest.mark.parametrize("module", ["depthseg.serving.pyfunc", "depthseg.stages.evaluate"])
+def test_what_serves_or_evaluates_imports_no_augmentation(module: str) -> None:
+    # Every model server, predict and the register and evaluate stages import these before their
+    # first answer; albumentations alone took 0.7-0.9 s of it.
+    imported = subprocess.run(
+        [sys.executable, "-c", f"import sys, {module}; print(*sys.modules)"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert "torch" in imported and module in imported
+    assert not {"albumentations", "depthseg.data.augmentation"} & set(imported)

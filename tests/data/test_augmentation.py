@@ -13,7 +13,6 @@ from depthseg.core.params import AugmentParams
 from depthseg.data.augmentation import (
     BRIGHTNESS,
     CONTRAST,
-    DRAW_NAMES,
     HUE_SHIFT,
     SATURATION_SHIFT,
     VALUE_SHIFT,
@@ -21,8 +20,8 @@ from depthseg.data.augmentation import (
     PhotometricChange,
     affine_theta,
     axis_aligned_grid,
-    scene_draws,
 )
+from depthseg.data.draws import DRAW_NAMES, scene_draws
 from depthseg.data.transforms import MASK_CHANNEL
 
 SIZE = 64
@@ -107,16 +106,6 @@ def test_the_warp_moves_every_channel_alike_and_only_the_rows_asked() -> None:
     moved = batch[1]
     assert not torch.allclose(moved[0], scene[0, 0], atol=0.05)
     assert all(torch.equal(moved[channel], moved[0]) for channel in range(1, MASK_CHANNEL))
-
-
-def test_draws_are_the_scenes_own() -> None:
-    draws = scene_draws(0, 1, 5)
-    assert draws.shape == (len(DRAW_NAMES),) and draws.dtype == np.float32
-    assert ((draws >= 0) & (draws < 1)).all()
-    np.testing.assert_array_equal(scene_draws(0, 1, 5), draws)
-    assert not np.array_equal(scene_draws(0, 1, 9), draws)  # another scene
-    assert not np.array_equal(scene_draws(0, 2, 5), draws)  # another epoch
-    assert not np.array_equal(scene_draws(1, 1, 5), draws)  # another seed
 
 
 def test_photometric_changes_stay_in_the_originals_ranges() -> None:

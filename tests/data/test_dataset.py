@@ -15,8 +15,9 @@ from torch.utils.data import DataLoader
 
 from depthseg.core.params import AugmentParams, IndexParams
 from depthseg.data import layout
-from depthseg.data.augmentation import GeometricChange, PhotometricChange, scene_draws
+from depthseg.data.augmentation import GeometricChange, PhotometricChange
 from depthseg.data.dataset import SceneDataset, collate_scenes
+from depthseg.data.draws import scene_draws
 from depthseg.data.image_header import ImageError
 from depthseg.data.indexing import build_index
 from depthseg.data.sampling import EpochSampler, SceneKey

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
@@ -137,16 +135,3 @@ def test_a_bad_uri_says_where_it_looked_and_an_oversized_artifact_is_not_downloa
         r"\(limits\.model_bytes\)",
     ):
         open_predictor(logged_model[0], small)
-
-
-def test_the_served_model_loads_none_of_the_trainings_libraries() -> None:
-    # What every model server, predict and register import before their first answer: the
-    # augmentation library alone took a second of it.
-    imported = subprocess.run(
-        [sys.executable, "-c", "import sys, depthseg.serving.pyfunc; print(*sys.modules)"],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    assert "torch" in imported and "depthseg.serving.predictor" in imported
-    assert not {"albumentations", "depthseg.data.augmentation", "depthseg.engine.preview"} & set(
-        imported
-    )

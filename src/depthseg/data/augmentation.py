@@ -17,10 +17,8 @@ person) and never to the labels; geometric changes apply jointly to all four ima
 and the depth map stay aligned with the inputs. They are pointwise, so it does not matter that
 they come before the warp rather than after it, as in the original.
 
-Each scene's draws come from its own generator, seeded by the run's seed, the epoch and the
-scene's row: they are the same whatever the batch, the number of workers or the device. The loader
-worker draws them once and sends them with the scene, so the training process, which feeds the
-device alone, does no per-scene work for them.
+Both do what each scene's draws (``draws.scene_draws``) say, so a scene is changed the same way
+whatever the batch, the number of workers or the device.
 """
 
 from __future__ import annotations
@@ -34,15 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from depthseg.core.params import AugmentParams
+from depthseg.data.draws import DRAW_COLUMN
 from depthseg.data.transforms import MASK_CHANNEL
-
-#: The uniform draws in [0, 1) each scene takes, in this order, used or not.
-DRAW_NAMES = (
-    "flip", "affine", "scale_x", "scale_y", "shift_x", "shift_y",
-    "hsv", "hue", "saturation", "value",
-    "brightness_contrast", "contrast", "brightness",
-)  # fmt: skip
-_DRAW = {name: column for column, name in enumerate(DRAW_NAMES)}
 
 #: The original's fixed settings: affine's probability, and albumentations'
 #: HueSaturationValue(10, 15, 10) (on uint8: hue in OpenCV's 0..180, saturation and value in
@@ -53,11 +44,6 @@ SATURATION_SHIFT = 15
 VALUE_SHIFT = 10
 CONTRAST = 0.15
 BRIGHTNESS = 0.15
-
-
-def scene_draws(seed: int, epoch: int, index: int) -> np.ndarray:
-    """The len(DRAW_NAMES) float32 uniforms of scene ``index`` in ``epoch``."""
-    return np.random.default_rng([seed, epoch, index]).random(len(DRAW_NAMES)).astype(np.float32)
 
 
 def _spread(uniform: np.ndarray | Tensor, half_range: float) -> np.ndarray | Tensor:
@@ -102,15 +88,15 @@ class PhotometricChange:
     def __call__(
         self, images: tuple[np.ndarray, np.ndarray], draws: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``images`` changed as the scene's ``draws`` (see ``scene_draws``) say."""
-        hsv = draws[_DRAW["hsv"]] < self.p
-        brightness_contrast = draws[_DRAW["brightness_contrast"]] < self.p
+        """``images`` changed as the scene's ``draws`` (see ``draws.scene_draws``) say."""
+        hsv = draws[DRAW_COLUMN["hsv"]] < self.p
+        brightness_contrast = draws[DRAW_COLUMN["brightness_contrast"]] < self.p
         if not (hsv or brightness_contrast):
             return images
         stacked = np.concatenate(images, axis=0)
         if hsv:
             shifts = [
-                float(_spread(draws[_DRAW[name]], half_range))
+                float(_spread(draws[DRAW_COLUMN[name]], half_range))
                 for name, half_range in (
                     ("hue", HUE_SHIFT), ("saturation", SATURATION_SHIFT), ("value", VALUE_SHIFT)
                 )
@@ -120,9 +106,9 @@ class PhotometricChange:
                 shifted = cv2.LUT(cv2.cvtColor(stacked, cv2.COLOR_RGB2HSV), _hsv_table(*shifts))
                 stacked = cv2.cvtColor(shifted, cv2.COLOR_HSV2RGB)
         if brightness_contrast:
-            alpha = 1 + float(_spread(draws[_DRAW["contrast"]], CONTRAST))
+            alpha = 1 + float(_spread(draws[DRAW_COLUMN["contrast"]], CONTRAST))
             # RandomBrightnessContrast scales brightness by the maximum value before apply.
-            beta = float(_spread(draws[_DRAW["brightness"]], BRIGHTNESS)) * 255
+            beta = float(_spread(draws[DRAW_COLUMN["brightness"]], BRIGHTNESS)) * 255
             stacked = cv2.LUT(stacked, self.brightness_contrast.apply(_VALUES, alpha, beta))
         height = len(images[0])
         return stacked[:height], stacked[height:]
@@ -169,11 +155,11 @@ class GeometricChange:
         return params.geometric
 
     def __call__(self, scenes: Tensor, draws: np.ndarray) -> Tensor:
-        """``scenes`` changed as their N x len(DRAW_NAMES) ``draws`` say."""
+        """``scenes`` changed as their N x len(draws.DRAW_NAMES) ``draws`` say."""
         params = self.params
         drawn = torch.from_numpy(draws)
-        flip = drawn[:, _DRAW["flip"]] < params.flip_p
-        affine = drawn[:, _DRAW["affine"]] < AFFINE_P
+        flip = drawn[:, DRAW_COLUMN["flip"]] < params.flip_p
+        affine = drawn[:, DRAW_COLUMN["affine"]] < AFFINE_P
         flip_only = (flip & ~affine).nonzero()[:, 0].to(scenes.device)
         if len(flip_only):
             scenes[flip_only] = scenes[flip_only].flip(-1)
@@ -181,8 +167,10 @@ class GeometricChange:
         if not len(rows):
             return scenes
         picked = drawn[rows]
-        scale = 1 + _spread(picked[:, [_DRAW["scale_x"], _DRAW["scale_y"]]], params.scale)
-        shift = _spread(picked[:, [_DRAW["shift_x"], _DRAW["shift_y"]]], params.shift)
+        scale = 1 + _spread(
+            picked[:, [DRAW_COLUMN["scale_x"], DRAW_COLUMN["scale_y"]]], params.scale
+        )
+        shift = _spread(picked[:, [DRAW_COLUMN["shift_x"], DRAW_COLUMN["shift_y"]]], params.shift)
         self.warp(scenes, rows.to(scenes.device), flip[rows], scale, shift)
         return scenes
 

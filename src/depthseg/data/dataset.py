@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -12,11 +12,14 @@ from torch.utils.data import Dataset, default_collate
 
 from depthseg.data import layout
 from depthseg.data.archive import ArchiveError, MemberReader
-from depthseg.data.augmentation import PhotometricChange, scene_draws
 from depthseg.data.decoding import ImageError, decode_image
+from depthseg.data.draws import scene_draws
 from depthseg.data.sampling import SceneKey
 from depthseg.data.scene_images import image_ranges, read_image
 from depthseg.data.transforms import scene_tensor
+
+if TYPE_CHECKING:  # evaluation reads scenes without augmenting them, or importing albumentations
+    from depthseg.data.augmentation import PhotometricChange
 
 #: Decoded backgrounds each process keeps (at 160 px, 77 KB each).
 BACKGROUND_CACHE = 256
@@ -50,7 +53,7 @@ class SceneDataset(Dataset[dict[str, Any]]):
     """Scenes of ``table``, each a ``scene``: one uint8 tensor of ``bg``, ``bg_fg`` (RGB),
     ``depth`` (0..255) and ``mask`` (0 or 1), see ``transforms.SCENE_CHANNELS``, with its row
     ``index``. With an ``augment_seed``, a scene also carries its augmentation ``draws`` (see
-    ``augmentation.scene_draws``): ``photometric``, when given, changes it with them here, and
+    ``draws.scene_draws``): ``photometric``, when given, changes it with them here, and
     ``GeometricChange`` the batch with them on the device. ``ComputeSetup.inputs`` turns a batch
     of them into the network's floats.
 
@@ -122,9 +125,9 @@ class SceneDataset(Dataset[dict[str, Any]]):
 
 def collate_scenes(samples: list[dict[str, Any] | None]) -> dict[str, Any]:
     """A batch of the scenes that could be read: ``scenes`` (N x 8 x H x W, absent when none
-    could), their ``index`` list, their N x len(DRAW_NAMES) ``draws`` where they carry them, and
-    ``skipped``: how many could not. One tensor a batch: the draws are a NumPy array and the rest
-    plain numbers, pickled with it."""
+    could), their ``index`` list, their N x len(draws.DRAW_NAMES) ``draws`` where they carry
+    them, and ``skipped``: how many could not. One tensor a batch: the draws are a NumPy array and
+    the rest plain numbers, pickled with it."""
     kept = [sample for sample in samples if sample is not None]
     batch: dict[str, Any] = {
         "index": [sample["index"] for sample in kept],

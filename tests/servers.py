@@ -49,9 +49,9 @@ def mlflow_server(
     folder: Path, port: int, env: dict[str, str], backend: str | None = None
 ) -> subprocess.Popen:
     """A real `mlflow server` on ``port`` with its artifacts in ``folder`` and its store there
-    too, or at ``backend``; waits until it answers. One worker process: a test sends one request
-    at a time, and each of the default four takes seconds of CPU to start (on AMD, 2 cores: ready
-    in 11-15 s against 18-21 s)."""
+    too, or at ``backend``; waits until it answers. One worker process: a test sends a request
+    or two at a time, and each of the default four takes seconds of CPU to start (on AMD, 2
+    cores: ready in 11-15 s against 18-21 s)."""
     server = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "mlflow"), "server", "--workers", "1",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from depthseg.data.draws import DRAW_COLUMN, DRAW_NAMES, scene_draws
+from depthseg.data.draws import DRAW_NAMES, scene_draws
 
 
 def test_draws_are_the_scenes_own() -> None:
@@ -15,8 +15,3 @@ def test_draws_are_the_scenes_own() -> None:
     assert not np.array_equal(scene_draws(0, 1, 9), draws)  # another scene
     assert not np.array_equal(scene_draws(0, 2, 5), draws)  # another epoch
     assert not np.array_equal(scene_draws(1, 1, 5), draws)  # another seed
-
-
-def test_each_draw_has_its_own_column() -> None:
-    assert sorted(DRAW_COLUMN.values()) == list(range(len(DRAW_NAMES)))
-    assert all(DRAW_NAMES[column] == name for name, column in DRAW_COLUMN.items())

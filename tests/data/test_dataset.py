@@ -17,6 +17,7 @@ from depthseg.core.params import AugmentParams, IndexParams
 from depthseg.data import layout
 from depthseg.data.augmentation import GeometricChange, PhotometricChange
 from depthseg.data.dataset import SceneDataset, collate_scenes
+from depthseg.data.decoded_cache import DecodedScenes
 from depthseg.data.draws import scene_draws
 from depthseg.data.image_header import ImageError
 from depthseg.data.indexing import build_index
@@ -340,6 +341,35 @@ def test_each_background_is_decoded_once_per_size(
         )
     assert len(dataset.backgrounds.images) == 3 * 2  # three backgrounds at two sizes
     assert len(uncached.backgrounds.images) == 0
+
+
+def test_later_epochs_read_what_loader_workers_stored_not_the_archive(
+    make_release: MakeRelease,
+    index_release: Callable[[Files], tuple[pd.DataFrame, Path]],
+    tmp_path: Path,
+) -> None:
+    table, archive = index_release(make_release(3, 2, 2))
+    photometric = PhotometricChange(PHOTOMETRIC)
+    (folder := tmp_path / "decoded").mkdir()
+    cache = DecodedScenes(folder, len(table), [32, 48])
+    cached = SceneDataset(table, archive, 32, 0, photometric, cache=cache)
+    plain = SceneDataset(table, archive, 32, 0, photometric)
+    keys = [SceneKey(index, size, 1) for size in (32, 48) for index in range(len(table))]
+    loader = DataLoader(  # a batch per size, one from each worker
+        cached, batch_size=len(table), sampler=keys, num_workers=2, collate_fn=collate_scenes
+    )
+    for batch, size in zip(loader, (32, 48), strict=True):
+        decoded = [plain[SceneKey(index, size, 1)]["scene"] for index in batch["index"]]
+        assert torch.equal(batch["scenes"], torch.stack(decoded))
+    # Epochs 2 and 3 (other draws) as decoding gives them, before the archive goes.
+    second, third = ([key._replace(epoch=epoch) for key in keys] for epoch in (2, 3))
+    expected = {key: plain[key]["scene"] for key in second + third}
+    # This process reads what the workers stored (and decodes the backgrounds, kept apart).
+    assert all(torch.equal(cached[key]["scene"], expected[key]) for key in second)
+    archive.write_bytes(b"")
+    with pytest.raises(ImageError, match="no member at byte 0"):
+        SceneDataset(table, archive, 32)[0]
+    assert all(torch.equal(cached[key]["scene"], expected[key]) for key in third)
 
 
 def test_index_columns_hold_no_python_objects(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from functools import partial
 from pathlib import Path
 
@@ -65,6 +66,29 @@ def test_same_params_give_the_same_metrics(tiny_index, tmp_path: Path) -> None:
     ]
     assert runs[0][0].val == runs[1][0].val
     assert runs[0][0].train_loss == runs[1][0].train_loss
+
+
+def test_the_decoded_cache_changes_no_result_and_goes_with_the_run(
+    tiny_index, tmp_path: Path
+) -> None:
+    table, archive = tiny_index
+    sizes = {"epochs": 3, "image_sizes": [32, 64]}
+    plain = Trainer(
+        build_run(tiny_params(**sizes, decoded_cache=False), table, archive, tmp_path / "a")
+    )
+    cached = Trainer(build_run(tiny_params(**sizes), table, archive, tmp_path / "b"))
+    assert plain.parts.train.scenes.cache is None
+    caches = [split.scenes.cache for split in (cached.parts.train, cached.parts.val)]
+    assert all(cache is not None and cache.sizes == [32, 64] for cache in caches)
+    plain.fit(), cached.fit()
+    expected, got = weights(plain), weights(cached)
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
+    assert [r.val for r in plain.history] == [r.val for r in cached.history]
+    folders = [cache.folder for cache in caches if cache is not None]
+    assert all(folder.is_dir() for folder in folders)
+    del cached, caches
+    gc.collect()
+    assert not any(folder.exists() for folder in folders)
 
 
 def test_another_seed_gives_other_weights(tiny_index, tmp_path: Path) -> None:

@@ -48,8 +48,7 @@ class SyntheticParams(Section):
     figure_fraction: Annotated[
         list[Annotated[float, Field(ge=0.05, le=0.95)]], Field(min_length=2, max_length=2)
     ] = [0.33, 0.6]
-    # [low, high] range of a gain on each room's light (and its figures'): < 1 darker, > 1
-    # brighter; [1, 1] leaves the rooms as they are.
+    # [low, high] range of a gain on each room's light (and its figures'): < 1 darker.
     light_gain: Annotated[
         list[Annotated[float, Field(ge=0.2, le=3.0)]], Field(min_length=2, max_length=2)
     ] = [1.0, 1.0]
@@ -218,6 +217,8 @@ class TrainParams(Section):
     augment: AugmentParams = AugmentParams()
     seed: int = 0
     workers: Annotated[int, Field(ge=0)] = 1
+    # Later epochs read each scene's decoded images from $TMPDIR (data/decoded_cache.py).
+    decoded_cache: bool = True
     preview_images: Annotated[int, Field(ge=0, le=64)] = 8
     # Continue from models/checkpoints/last.pt: "auto" when it is unfinished and was trained
     # with the same params and data (else start afresh, saying why); true: resume or refuse.

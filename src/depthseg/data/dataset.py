@@ -12,6 +12,7 @@ from torch.utils.data import Dataset, default_collate
 
 from depthseg.data import layout
 from depthseg.data.archive import ArchiveError, MemberReader
+from depthseg.data.decoded_cache import DecodedScenes, StoredScene
 from depthseg.data.decoding import ImageError, decode_image
 from depthseg.data.draws import scene_draws
 from depthseg.data.sampling import SceneKey
@@ -58,7 +59,8 @@ class SceneDataset(Dataset[dict[str, Any]]):
     of them into the network's floats.
 
     A key is a row number, read at ``image_size`` in epoch 0, or a ``SceneKey`` from
-    ``EpochSampler`` that says the size and the epoch.
+    ``EpochSampler`` that says the size and the epoch. With a ``cache``, a scene is decoded once
+    per size and read back from it afterwards (see ``decoded_cache``).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class SceneDataset(Dataset[dict[str, Any]]):
         augment_seed: int | None = None,
         photometric: PhotometricChange | None = None,
         skip_bad: bool = False,
+        cache: DecodedScenes | None = None,
     ) -> None:
         if photometric is not None and augment_seed is None:
             raise ValueError("a photometric change needs the augment_seed of its draws")
@@ -85,6 +88,7 @@ class SceneDataset(Dataset[dict[str, Any]]):
         self.augment_seed = augment_seed
         self.photometric = photometric
         self.skip_bad = skip_bad
+        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.scenes)
@@ -108,19 +112,32 @@ class SceneDataset(Dataset[dict[str, Any]]):
         """The scene; None for a bad scene when ``skip_bad`` (see ``collate_scenes``)."""
         index, size, epoch = key if isinstance(key, SceneKey) else (key, self.image_size, 0)
         try:
-            images = (self._read("bg", index, size, "RGB"), self._read("bg_fg", index, size, "RGB"))
-            labels = (self._read("depth", index, size, "L"), self._read("mask", index, size, "L"))
+            bg, stored = self._read("bg", index, size, "RGB"), self._stored(index, size)
         except ImageError as error:
             if self.skip_bad:
                 return None
             raise ImageError(f"scene {self.scenes[index].decode()}: {error}") from None
+        images = (bg, stored.bg_fg)
         sample: dict[str, Any] = {"index": index}
         if self.augment_seed is not None:
             sample["draws"] = draws = scene_draws(self.augment_seed, epoch, index)
             if self.photometric is not None:
                 images = self.photometric(images, draws)
-        sample["scene"] = scene_tensor(*images, *labels)
+        sample["scene"] = scene_tensor(*images, stored.depth, stored.mask)
         return sample
+
+    def _stored(self, index: int, size: int) -> StoredScene:
+        """The scene's own images (not its background): from the cache, else decoded."""
+        if self.cache is not None and (stored := self.cache.get(index, size)) is not None:
+            return stored
+        stored = StoredScene(
+            self._read("bg_fg", index, size, "RGB"),
+            self._read("depth", index, size, "L"),
+            self._read("mask", index, size, "L"),
+        )
+        if self.cache is not None:
+            self.cache.put(index, size, stored)
+        return stored
 
 
 def collate_scenes(samples: list[dict[str, Any] | None]) -> dict[str, Any]:

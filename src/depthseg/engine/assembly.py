@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from depthseg.core.params import Params, TrainParams
 from depthseg.data.augmentation import GeometricChange, PhotometricChange
 from depthseg.data.dataset import SceneDataset, collate_scenes
+from depthseg.data.decoded_cache import DecodedScenes
 from depthseg.data.decoding import opencv_threads_for_loader
 from depthseg.data.sampling import EpochSampler
 from depthseg.engine.checkpoints import Checkpoints, Trainables, split_assignment_hash
@@ -64,6 +65,15 @@ def training_rows(table: pd.DataFrame, params: TrainParams) -> pd.DataFrame:
     return rows
 
 
+def _decoded_cache(scenes: int, config: TrainParams) -> DecodedScenes | None:
+    """A cache of the decoded scenes at every size the run trains at, when it asks for one and
+    reads scenes more than once."""
+    if not config.decoded_cache or config.epochs < 2:
+        return None
+    sizes = {config.image_size(epoch) for epoch in range(1, config.epochs + 1)}
+    return DecodedScenes.in_temporary_folder(scenes, sizes)
+
+
 def _loader(
     dataset: SceneDataset, sampler: EpochSampler, config: TrainParams, setup: ComputeSetup
 ) -> DataLoader:
@@ -107,8 +117,13 @@ def build_run(
     photometric = PhotometricChange(augment) if PhotometricChange.wanted(augment) else None
     geometric = GeometricChange(augment) if GeometricChange.wanted(augment) else None
     augment_seed = seed if photometric is not None or geometric is not None else None
-    train_set = SceneDataset(train_rows, archive_path, size, augment_seed, photometric, skip_bad)
-    val_set = SceneDataset(val_rows, archive_path, size, skip_bad=skip_bad)
+    train_set = SceneDataset(
+        train_rows, archive_path, size, augment_seed, photometric, skip_bad,
+        _decoded_cache(len(train_rows), config),
+    )  # fmt: skip
+    val_set = SceneDataset(
+        val_rows, archive_path, size, skip_bad=skip_bad, cache=_decoded_cache(len(val_rows), config)
+    )
     shares = {"rank": group.rank, "world_size": group.world_size}
     train_sampler = EpochSampler(
         len(train_set),

@@ -1,0 +1,139 @@
+"""Scene images decoded once per run and size, then read back by every later epoch.
+
+Decoding three JPEGs is most of a loader worker's time (see docs/benchmarks.md, Input), and a
+training reads each scene at the same size again every epoch. So the first read of a scene at a
+size stores its decoded ``bg_fg``, ``depth`` and ``mask`` in a file of the run's own (one per
+size, in a temporary folder, removed when the run ends), and later reads, by any loader worker,
+copy them from there. The pixels are those of the decoding, so training gives the same result with
+the cache and without it. Backgrounds repeat across scenes and have their own cache in each
+process (``dataset.DecodedImages``).
+
+A file holds, for N scenes at size S: N bytes saying which scenes are stored, then N x S x S x 3
+``bg_fg``, N x S x S ``depth``, N x S x S ``mask``. Its pages are allocated as scenes arrive. A
+scene is stored by the one worker that read it in an epoch, and read in a later epoch, after that
+batch has passed through the loader, which orders the two.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+#: Bytes a scene takes at size S: ``bg_fg`` (3 channels), ``depth`` and ``mask`` (1 each).
+CHANNELS = 5
+
+
+class StoredScene(NamedTuple):
+    """A scene's decoded images: ``bg_fg`` S x S x 3, ``depth`` and ``mask`` S x S, uint8."""
+
+    bg_fg: np.ndarray
+    depth: np.ndarray
+    mask: np.ndarray
+
+
+def cache_bytes(scenes: int, sizes: Iterable[int]) -> int:
+    """Disk the cache of ``scenes`` scenes at each of ``sizes`` takes once every scene is in."""
+    return sum(scenes * (1 + CHANNELS * size * size) for size in set(sizes))
+
+
+class _SizeFile:
+    """The stored scenes of one size, mapped into this process to be read, and written with
+    ``pwrite``: into a fresh sparse file, a page fault per page of a mapping costs 5-10 times
+    as much (40 against 17 us a scene at 96 px, 430 against 35 at 160)."""
+
+    def __init__(self, path: Path, scenes: int, size: int) -> None:
+        self.descriptor = os.open(path, os.O_RDWR)
+        self.pid = os.getpid()
+        self.scene_bytes = size * size
+        plane = scenes * self.scene_bytes
+        self.offsets = (scenes, scenes + 3 * plane, scenes + 4 * plane)
+        self.stored = np.memmap(path, np.uint8, "r", 0, (scenes,))
+        self.bg_fg = np.memmap(path, np.uint8, "r", scenes, (scenes, size, size, 3))
+        self.depth = np.memmap(path, np.uint8, "r", self.offsets[1], (scenes, size, size))
+        self.mask = np.memmap(path, np.uint8, "r", self.offsets[2], (scenes, size, size))
+
+    def write(self, index: int, scene: StoredScene) -> None:
+        for offset, image, channels in zip(self.offsets, scene, (3, 1, 1), strict=True):
+            data = np.ascontiguousarray(image, np.uint8)
+            if data.size != self.scene_bytes * channels:
+                raise ValueError(f"a stored image must have {self.scene_bytes * channels} bytes")
+            os.pwrite(self.descriptor, data, offset + index * data.size)
+        os.pwrite(self.descriptor, b"\x01", index)
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid():
+            os.close(self.descriptor)
+
+
+def _remove(folder: Path, creator: int) -> None:
+    # Forked loader workers inherit the finalizer; only the run's own process removes the files.
+    if os.getpid() == creator:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class DecodedScenes:
+    """Decoded scene images of ``scenes`` scenes at each of ``sizes``, on disk in ``folder``;
+    removed when this object is collected or the process exits."""
+
+    def __init__(self, folder: Path, scenes: int, sizes: Iterable[int]) -> None:
+        self.folder = folder
+        self.scenes = scenes
+        self.sizes = sorted(set(sizes))
+        for size in self.sizes:
+            with open(self._path(size), "wb") as file:  # sparse: pages come as scenes do
+                file.truncate(cache_bytes(scenes, [size]))
+        weakref.finalize(self, _remove, folder, os.getpid())
+        self._files: dict[int, _SizeFile] = {}
+        self._pid = os.getpid()
+
+    @classmethod
+    def in_temporary_folder(cls, scenes: int, sizes: Iterable[int]) -> DecodedScenes | None:
+        """A cache in a new folder under the temporary directory ($TMPDIR), or None, saying why,
+        when it would take more than half the disk space free there."""
+        sizes = list(sizes)
+        needed = cache_bytes(scenes, sizes)
+        root = Path(tempfile.gettempdir())
+        free = shutil.disk_usage(root).free
+        if needed > free // 2:
+            print(
+                f"train.decoded_cache: {scenes} scenes at {sorted(set(sizes))} px need "
+                f"{needed / 2**30:.1f} GiB, more than half the {free / 2**30:.1f} GiB free in "
+                f"{root}; decoding every epoch instead (set TMPDIR to a larger disk)"
+            )
+            return None
+        return cls(Path(tempfile.mkdtemp(prefix="depthseg-decoded-", dir=root)), scenes, sizes)
+
+    def _path(self, size: int) -> Path:
+        return self.folder / f"{size}px.u8"
+
+    def _file(self, size: int) -> _SizeFile | None:
+        if self._pid != os.getpid():  # a forked or spawned worker maps the files itself
+            self._files, self._pid = {}, os.getpid()
+        if size not in self.sizes:
+            return None
+        if size not in self._files:
+            self._files[size] = _SizeFile(self._path(size), self.scenes, size)
+        return self._files[size]
+
+    def get(self, index: int, size: int) -> StoredScene | None:
+        """Scene ``index`` at ``size`` (read-only views of the file), if it is stored."""
+        file = self._file(size)
+        if file is None or not file.stored[index]:
+            return None
+        return StoredScene(file.bg_fg[index], file.depth[index], file.mask[index])
+
+    def put(self, index: int, size: int, scene: StoredScene) -> None:
+        """Store scene ``index`` at ``size``; the flag last, once its images are in."""
+        file = self._file(size)
+        if file is not None:
+            file.write(index, scene)
+
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "_files": {}, "_pid": -1}

@@ -4,7 +4,9 @@ The training split is read through the real Trainer's own loader (EpochSampler k
 batches of 16) and made into the network's input by its own ``ComputeSetup.inputs``, with
 params.yaml's augmentation (which runs there, on the batch), and no training step: with the
 loader in the main process (0 workers) and with 1, 2 and N worker processes, at 64, 96 and 160 px;
-the main process keeps the cores the workers leave it.
+the main process keeps the cores the workers leave it. Each setting reads the same epoch again: the
+first pass starts the workers and decodes every scene (storing it in ``train.decoded_cache``), the
+ones measured after it read what a training's later epochs read; both are printed.
 Two more tables give each side's share alone: a worker's on one thread (reading, decoding, the
 photometric change and collation of the same batches, in this process), the most one loader
 worker can deliver, and the main process's on all cores (conversion and augmentation of batches
@@ -90,16 +92,15 @@ def worker_work(trainer: Trainer, size: int) -> int:
     return len(keys)
 
 
-def scenes_per_second(passes: Callable[[], int], rounds: int) -> float:
-    """The median over ``rounds`` passes, after one that starts the workers and decodes the
-    backgrounds (as from a training's second epoch)."""
-    passes()
+def scenes_per_second(passes: Callable[[], int], rounds: int) -> tuple[float, float]:
+    """The median over ``rounds`` passes, after a first one that starts the workers and decodes
+    the scenes (as from a training's second epoch), and that first pass's own rate."""
     rates = []
-    for _ in range(rounds):
+    for _ in range(1 + rounds):
         started = time.perf_counter()
         count = passes()
         rates.append(count / (time.perf_counter() - started))
-    return statistics.median(rates)
+    return statistics.median(rates[1:]), rates[0]
 
 
 def worker_memory(batches: DataLoader, count: int) -> list[tuple[float, float]]:
@@ -134,7 +135,12 @@ def main() -> None:
         "--augment", action=argparse.BooleanOptionalAction, default=True,
         help="apply params.yaml's augmentation (default: yes)",
     )  # fmt: skip
+    parser.add_argument(
+        "--decoded-cache", action=argparse.BooleanOptionalAction, default=True,
+        help="keep decoded scenes for later epochs, train.decoded_cache (default: yes)",
+    )  # fmt: skip
     args = parser.parse_args()
+    overrides = (f"train.decoded_cache={str(args.decoded_cache).lower()}",)
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
@@ -144,8 +150,10 @@ def main() -> None:
             table, archive = read_index(args.index)
         scenes = int((table["split"] == "train").sum())
         print(f"{platform.processor() or platform.machine()}, {cores} cores; {scenes} training "
-              f"scenes from {archive}; augmentation {'on' if args.augment else 'off'}")  # fmt: skip
-        print("| size | workers | scenes/s |\n|---|---|---|")
+              f"scenes from {archive}; augmentation {'on' if args.augment else 'off'}; "
+              f"decoded cache {'on' if args.decoded_cache else 'off'}")  # fmt: skip
+        header = "| size | workers | scenes/s | first pass, scenes/s |\n|---|---|---|---|"
+        print(header)
         worker_shares, main_shares = {}, {}
         for size in args.sizes:
             for workers in sorted({0, 1, 2, cores}):
@@ -153,33 +161,36 @@ def main() -> None:
                 # them between its operations (a GPU's main process computes elsewhere).
                 torch.set_num_threads(max(1, cores - workers))
                 trainer = training_trainer(
-                    table, archive, folder / "checkpoints", size, args.scenes, workers, args.augment
-                )
+                    table, archive, folder / "checkpoints", size, args.scenes, workers,
+                    args.augment, overrides,
+                )  # fmt: skip
                 batches = trainer.train_batches(1, size)
-                rate = scenes_per_second(partial(network_inputs, trainer, batches), args.rounds)
-                print(f"| {size} | {workers} | {rate:.0f} |", flush=True)
+                rates = scenes_per_second(partial(network_inputs, trainer, batches), args.rounds)
+                print(f"| {size} | {workers} | {rates[0]:.0f} | {rates[1]:.0f} |", flush=True)
             torch.set_num_threads(1)
-            worker_shares[size] = scenes_per_second(
-                partial(worker_work, trainer, size), args.rounds
-            )
+            alone = training_trainer(
+                table, archive, folder / "checkpoints", size, args.scenes, 0, args.augment,
+                overrides,
+            )  # fmt: skip
+            worker_shares[size] = scenes_per_second(partial(worker_work, alone, size), args.rounds)
             torch.set_num_threads(cores)
             read = list(trainer.train_batches(1, size))
             main_shares[size] = scenes_per_second(
                 partial(network_inputs, trainer, read), args.rounds
             )
         for title, shares in (
-            ("A worker's share alone (reading, decoding, photometric change, collation; one "
-             "thread):", worker_shares),
+            ("A worker's share alone (reading, decoding or the decoded cache, photometric change, "
+             "collation; one thread):", worker_shares),
             (f"The main process's share alone (conversion and augmentation of batches read; "
              f"{cores} threads):", main_shares),
         ):  # fmt: skip
-            print(f"\n{title}\n| size | scenes/s |\n|---|---|")
-            for size, rate in shares.items():
-                print(f"| {size} | {rate:.0f} |")
+            print(f"\n{title}\n| size | scenes/s | first pass, scenes/s |\n|---|---|---|")
+            for size, (rate, first) in shares.items():
+                print(f"| {size} | {rate:.0f} | {first:.0f} |")
         repeats = -(-RELEASE_ROWS // len(table))
         release = pd.concat([table] * repeats, ignore_index=True).iloc[:RELEASE_ROWS]
         batches = training_trainer(
-            release, archive, folder / "checkpoints", 96, RELEASE_ROWS, 2, args.augment
+            release, archive, folder / "checkpoints", 96, RELEASE_ROWS, 2, args.augment, overrides
         ).train_batches(1, 96)
         for worker, (private, proportional) in enumerate(worker_memory(batches, 100)):
             print(f"worker {worker} at {len(release):,} rows after 100 batches: "

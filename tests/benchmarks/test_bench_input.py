@@ -22,7 +22,10 @@ def test_the_bench_prints_each_setting_and_each_sides_share(pipeline) -> None:
     workers = sorted({0, 1, 2, os.cpu_count() or 1})
     assert [(row[0], int(row[1])) for row in loader] == [("32", count) for count in workers]
     assert [row[0] for row in worker] == ["32"] and [row[0] for row in main] == ["32"]
-    assert all(float(row[-1]) > 0 for row in (*loader, *worker, *main))
+    # Each row: the passes after the first (reading the decoded cache), then the first.
+    assert all(len(row) == 4 for row in loader) and all(len(row) == 3 for row in (*worker, *main))
+    assert all(float(value) > 0 for row in (*loader, *worker, *main) for value in row[-2:])
+    assert "decoded cache on" in output
     assert "A worker's share alone" in output and "The main process's share alone" in output
     memory = re.findall(r"worker (\d) at 400,000 rows after 100 batches: (\d+) MB private", output)
     assert [worker for worker, _ in memory] == ["0", "1"]

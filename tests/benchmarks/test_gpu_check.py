@@ -52,9 +52,9 @@ def test_the_dry_run_goes_straight_through_on_the_cpu(wheels: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     for module in MODULES:
         assert re.search(rf"^import {re.escape(module)}: ok in \d+ s$", result.stdout, re.M)
-    row = r"^\| 64 \| (\d+) \| (\d+) \| (\d+) \| (input|compute) \|$"
+    row = r"^\| 64 \| (\d+) \| (\d+) \| (\d+) \| (\d+) \| (input|compute) \|$"
     found = re.search(row, result.stdout, re.M)
-    assert found and all(int(found.group(column)) > 0 for column in (1, 2, 3)), result.stdout
+    assert found and all(int(found.group(column)) > 0 for column in (1, 2, 3, 4)), result.stdout
 
 
 def test_without_wheels_or_with_an_unknown_option_it_stops_at_once(tmp_path: Path) -> None:

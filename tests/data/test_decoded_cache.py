@@ -82,6 +82,23 @@ def test_the_files_go_with_the_run_but_not_with_a_worker() -> None:
     assert not folder.exists()
 
 
+def test_another_process_of_the_run_opens_the_cache_by_name_and_leaves_it(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert DecodedScenes.made_by_another("depthseg-decoded-run-train", 3, [16]) is None
+    owner = DecodedScenes.in_temporary_folder(3, [16], "depthseg-decoded-run-train")
+    other = DecodedScenes.made_by_another("depthseg-decoded-run-train", 3, [16])
+    assert owner is not None and other is not None
+    assert owner.folder == other.folder == tmp_path / "depthseg-decoded-run-train"
+    scene = _scene(16, 4)
+    other.put(1, 16, scene)
+    assert _equal(owner.get(1, 16), scene)
+    del other
+    gc.collect()
+    assert owner.folder.is_dir()
+
+
 def test_a_cache_larger_than_half_the_free_disk_is_not_made(capsys) -> None:
     assert DecodedScenes.in_temporary_folder(10**9, [160]) is None
     said = capsys.readouterr().out

@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from repro_project import clone_project, project_env, run
 
 from depthseg.core.params import parse_params
+from depthseg.data.decoded_cache import CACHE_PREFIX
 from depthseg.engine.callbacks import EpochReport
 from depthseg.engine.checkpoints import Checkpoints, Progress, Trainables
 from depthseg.engine.compute import TrainingError
@@ -64,6 +65,41 @@ def test_totals_are_summed_over_the_processes_and_kept_in_one(tmp_path: Path) ->
     assert run_in_processes(2, str(script), [str(tmp_path)]) == 0
     for rank in (0, 1):
         assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == [4.5, 1.0, 14.0]
+
+
+#: Run by torchrun in each process: the run's decoded cache; rank 1 stores a scene.
+CACHE_SCRIPT = """
+import json, sys
+import numpy as np
+from depthseg.core.params import parse_params
+from depthseg.data.decoded_cache import StoredScene
+from depthseg.engine.assembly import decoded_cache
+from depthseg.engine.distributed import process_group
+
+config = parse_params({"train": {"epochs": 2, "image_sizes": [32]}}).train
+with process_group("cpu") as group:
+    cache = decoded_cache("train", 4, config, group)
+    if group.rank == 1:
+        label = np.ones((32, 32), np.uint8)
+        cache.put(3, 32, StoredScene(np.full((32, 32, 3), 7, np.uint8), label, label))
+    group.barrier()
+    stored = cache.get(3, 32)
+    seen = {"folder": str(cache.folder), "value": int(stored.bg_fg[0, 0, 0])}
+    group.barrier()  # rank 0 removes the folder as it ends
+open(f"{sys.argv[1]}/rank{group.rank}.json", "w").write(json.dumps(seen))
+"""
+
+
+def test_the_processes_on_a_machine_share_one_decoded_cache(tmp_path: Path, monkeypatch) -> None:
+    (temporary := tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    script = tmp_path / "cache.py"
+    script.write_text(CACHE_SCRIPT)
+    assert run_in_processes(2, str(script), [str(tmp_path)]) == 0
+    seen = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert seen[0] == seen[1] and seen[0]["value"] == 7  # rank 0 read what rank 1 stored
+    assert Path(seen[0]["folder"]).parent == temporary
+    assert not list(temporary.glob(f"{CACHE_PREFIX}*"))  # gone with the run
 
 
 def test_a_checkpoint_of_another_number_of_processes_is_not_resumed(tmp_path: Path) -> None:

@@ -26,6 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+#: How the name of a cache's folder begins.
+CACHE_PREFIX = "depthseg-decoded-"
 #: Bytes a scene takes at size S: ``bg_fg`` (3 channels), ``depth`` and ``mask`` (1 each).
 CHANNELS = 5
 
@@ -79,24 +81,29 @@ def _remove(folder: Path, creator: int) -> None:
 
 
 class DecodedScenes:
-    """Decoded scene images of ``scenes`` scenes at each of ``sizes``, on disk in ``folder``;
-    removed when this object is collected or the process exits."""
+    """Decoded scene images of ``scenes`` scenes at each of ``sizes``, on disk in ``folder``.
+    The ``owner`` makes the files and removes them when it is collected or its process exits;
+    other processes of the run (DDP's, on the same machine) open them with ``owner`` False."""
 
-    def __init__(self, folder: Path, scenes: int, sizes: Iterable[int]) -> None:
+    def __init__(self, folder: Path, scenes: int, sizes: Iterable[int], owner: bool = True) -> None:
         self.folder = folder
         self.scenes = scenes
         self.sizes = sorted(set(sizes))
-        for size in self.sizes:
-            with open(self._path(size), "wb") as file:  # sparse: pages come as scenes do
-                file.truncate(cache_bytes(scenes, [size]))
-        weakref.finalize(self, _remove, folder, os.getpid())
+        if owner:
+            for size in self.sizes:
+                with open(self._path(size), "wb") as file:  # sparse: pages come as scenes do
+                    file.truncate(cache_bytes(scenes, [size]))
+            weakref.finalize(self, _remove, folder, os.getpid())
         self._files: dict[int, _SizeFile] = {}
         self._pid = os.getpid()
 
     @classmethod
-    def in_temporary_folder(cls, scenes: int, sizes: Iterable[int]) -> DecodedScenes | None:
-        """A cache in a new folder under the temporary directory ($TMPDIR), or None, saying why,
-        when it would take more than half the disk space free there."""
+    def in_temporary_folder(
+        cls, scenes: int, sizes: Iterable[int], name: str | None = None
+    ) -> DecodedScenes | None:
+        """A cache in a new folder under the temporary directory ($TMPDIR), called ``name``
+        (default: a unique one), or None, saying why, when it would take more than half the disk
+        space free there."""
         sizes = list(sizes)
         needed = cache_bytes(scenes, sizes)
         root = Path(tempfile.gettempdir())
@@ -108,7 +115,16 @@ class DecodedScenes:
                 f"{root}; decoding every epoch instead (set TMPDIR to a larger disk)"
             )
             return None
-        return cls(Path(tempfile.mkdtemp(prefix="depthseg-decoded-", dir=root)), scenes, sizes)
+        if name is None:
+            return cls(Path(tempfile.mkdtemp(prefix=CACHE_PREFIX, dir=root)), scenes, sizes)
+        (folder := root / name).mkdir(mode=0o700)
+        return cls(folder, scenes, sizes)
+
+    @classmethod
+    def made_by_another(cls, name: str, scenes: int, sizes: Iterable[int]) -> DecodedScenes | None:
+        """The cache another process of the run made as ``name``, if it made one."""
+        folder = Path(tempfile.gettempdir()) / name
+        return cls(folder, scenes, sizes, owner=False) if folder.is_dir() else None
 
     def _path(self, size: int) -> Path:
         return self.folder / f"{size}px.u8"

@@ -3,6 +3,7 @@ checkpoints. The loop (``engine/loop.py``) receives them and only runs epochs.""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from torch.utils.data import DataLoader
 from depthseg.core.params import Params, TrainParams
 from depthseg.data.augmentation import GeometricChange, PhotometricChange
 from depthseg.data.dataset import SceneDataset, collate_scenes
-from depthseg.data.decoded_cache import DecodedScenes
+from depthseg.data.decoded_cache import CACHE_PREFIX, DecodedScenes
 from depthseg.data.decoding import opencv_threads_for_loader
 from depthseg.data.sampling import EpochSampler
 from depthseg.engine.checkpoints import Checkpoints, Trainables, split_assignment_hash
@@ -65,13 +66,23 @@ def training_rows(table: pd.DataFrame, params: TrainParams) -> pd.DataFrame:
     return rows
 
 
-def _decoded_cache(scenes: int, config: TrainParams) -> DecodedScenes | None:
-    """A cache of the decoded scenes at every size the run trains at, when it asks for one and
-    reads scenes more than once."""
+def decoded_cache(
+    split: str, scenes: int, config: TrainParams, group: ProcessGroup
+) -> DecodedScenes | None:
+    """A cache of the decoded scenes of ``split`` at every size the run trains at, when it asks
+    for one and reads scenes more than once. DDP's processes on one machine share one: each
+    reads another share of every epoch, so one of its own would fill one epoch in N."""
     if not config.decoded_cache or config.epochs < 2:
         return None
     sizes = {config.image_size(epoch) for epoch in range(1, config.epochs + 1)}
-    return DecodedScenes.in_temporary_folder(scenes, sizes)
+    if not group.distributed:
+        return DecodedScenes.in_temporary_folder(scenes, sizes)
+    name = f"{CACHE_PREFIX}{group.from_rank_0(uuid.uuid4().hex)}-{split}"
+    made = None
+    if group.local_rank == 0:  # one per machine
+        made = DecodedScenes.in_temporary_folder(scenes, sizes, name)
+    group.barrier()
+    return made or DecodedScenes.made_by_another(name, scenes, sizes)
 
 
 def _loader(
@@ -119,11 +130,10 @@ def build_run(
     augment_seed = seed if photometric is not None or geometric is not None else None
     train_set = SceneDataset(
         train_rows, archive_path, size, augment_seed, photometric, skip_bad,
-        _decoded_cache(len(train_rows), config),
+        decoded_cache("train", len(train_rows), config, group),
     )  # fmt: skip
-    val_set = SceneDataset(
-        val_rows, archive_path, size, skip_bad=skip_bad, cache=_decoded_cache(len(val_rows), config)
-    )
+    val_cache = decoded_cache("val", len(val_rows), config, group)
+    val_set = SceneDataset(val_rows, archive_path, size, skip_bad=skip_bad, cache=val_cache)
     shares = {"rank": group.rank, "world_size": group.world_size}
     train_sampler = EpochSampler(
         len(train_set),

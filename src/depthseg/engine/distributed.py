@@ -68,6 +68,19 @@ class ProcessGroup:
         self.all_reduce_sum(totals)
         return totals.tolist()
 
+    def from_rank_0(self, text: str) -> str:
+        """Rank 0's ``text``, in every process."""
+        if not self.distributed:
+            return text
+        shared = [text]
+        dist.broadcast_object_list(shared, src=0)
+        return shared[0]
+
+    def barrier(self) -> None:
+        """Wait until every process has come here."""
+        if self.distributed:
+            dist.barrier()
+
     def share_buffers(self, model: nn.Module) -> None:
         """Give every process rank 0's buffers (BatchNorm statistics), so all validate the
         weights that rank 0 checkpoints."""

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pickle
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -347,11 +348,12 @@ def test_later_epochs_read_what_loader_workers_stored_not_the_archive(
     make_release: MakeRelease,
     index_release: Callable[[Files], tuple[pd.DataFrame, Path]],
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     table, archive = index_release(make_release(3, 2, 2))
     photometric = PhotometricChange(PHOTOMETRIC)
-    (folder := tmp_path / "decoded").mkdir()
-    cache = DecodedScenes(folder, len(table), [32, 48])
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    cache = DecodedScenes.in_temporary_folder(len(table), [32, 48])
     cached = SceneDataset(table, archive, 32, 0, photometric, cache=cache)
     plain = SceneDataset(table, archive, 32, 0, photometric)
     keys = [SceneKey(index, size, 1) for size in (32, 48) for index in range(len(table))]

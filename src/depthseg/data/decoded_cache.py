@@ -3,19 +3,20 @@
 Decoding three JPEGs is most of a loader worker's time (see docs/benchmarks.md, Input), and a
 training reads each scene at the same size again every epoch. So the first read of a scene at a
 size stores its decoded ``bg_fg``, ``depth`` and ``mask`` in a file of the run's own (one per
-size, in a temporary folder, removed when the run ends), and later reads, by any loader worker,
-copy them from there. The pixels are those of the decoding, so training gives the same result with
-the cache and without it. Backgrounds repeat across scenes and have their own cache in each
-process (``dataset.DecodedImages``).
+size, in a temporary folder, removed when the run ends, or by the next run if it was killed), and
+later reads, by any loader worker, copy them from there. The pixels are those of the decoding,
+so training gives the same result with the cache and without it. Backgrounds repeat across
+scenes and have their own cache in each process (``dataset.DecodedImages``).
 
 A file holds, for N scenes at size S: N bytes saying which scenes are stored, then N x S x S x 3
 ``bg_fg``, N x S x S ``depth``, N x S x S ``mask``. Its pages are allocated as scenes arrive. A
-scene is stored by the one worker that read it in an epoch, and read in a later epoch, after that
-batch has passed through the loader, which orders the two.
+scene is stored by the one worker that read it in an epoch (its flag after its images, so a
+reader that sees the flag finds the images) and read by any worker in later epochs.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -28,8 +29,14 @@ import numpy as np
 
 #: How the name of a cache's folder begins.
 CACHE_PREFIX = "depthseg-decoded-"
+#: The file whose lock the cache's owner holds while it lives.
+LOCK_NAME = "owner.lock"
 #: Bytes a scene takes at size S: ``bg_fg`` (3 channels), ``depth`` and ``mask`` (1 each).
 CHANNELS = 5
+
+
+def _file_name(size: int) -> str:
+    return f"{size}px.u8"
 
 
 class StoredScene(NamedTuple):
@@ -47,8 +54,8 @@ def cache_bytes(scenes: int, sizes: Iterable[int]) -> int:
 
 class _SizeFile:
     """The stored scenes of one size, mapped into this process to be read, and written with
-    ``pwrite``: into a fresh sparse file, a page fault per page of a mapping costs 5-10 times
-    as much (40 against 17 us a scene at 96 px, 430 against 35 at 160)."""
+    ``pwrite``: written through a mapping, a fresh sparse file takes a page fault per page (on
+    AMD 430 us a scene at 160 px, against 66-68 with ``pwrite``; 42 and 40-50 at 96 px)."""
 
     def __init__(self, path: Path, scenes: int, size: int) -> None:
         self.descriptor = os.open(path, os.O_RDWR)
@@ -74,26 +81,41 @@ class _SizeFile:
             os.close(self.descriptor)
 
 
-def _remove(folder: Path, creator: int) -> None:
+def _remove(folder: Path, creator: int, lock: int) -> None:
     # Forked loader workers inherit the finalizer; only the run's own process removes the files.
     if os.getpid() == creator:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(lock)
+
+
+def remove_abandoned(root: Path) -> None:
+    """Remove the caches under ``root`` whose run ended without removing its own (killed, out
+    of memory): no process holds their owner's lock any more. Only this user's folders: a
+    shared /tmp holds others'."""
+    for folder in root.glob(f"{CACHE_PREFIX}*"):
+        if folder.is_symlink() or folder.lstat().st_uid != os.getuid():
+            continue
+        try:
+            lock = os.open(folder / LOCK_NAME, os.O_RDWR)
+        except OSError:
+            continue  # not a cache
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # its run is alive
+        finally:
+            os.close(lock)
         shutil.rmtree(folder, ignore_errors=True)
 
 
 class DecodedScenes:
-    """Decoded scene images of ``scenes`` scenes at each of ``sizes``, on disk in ``folder``.
-    The ``owner`` makes the files and removes them when it is collected or its process exits;
-    other processes of the run (DDP's, on the same machine) open them with ``owner`` False."""
+    """Decoded scene images of ``scenes`` scenes at each of ``sizes``, in the files of a
+    ``folder`` that ``in_temporary_folder`` made."""
 
-    def __init__(self, folder: Path, scenes: int, sizes: Iterable[int], owner: bool = True) -> None:
+    def __init__(self, folder: Path, scenes: int, sizes: Iterable[int]) -> None:
         self.folder = folder
         self.scenes = scenes
         self.sizes = sorted(set(sizes))
-        if owner:
-            for size in self.sizes:
-                with open(self._path(size), "wb") as file:  # sparse: pages come as scenes do
-                    file.truncate(cache_bytes(scenes, [size]))
-            weakref.finalize(self, _remove, folder, os.getpid())
         self._files: dict[int, _SizeFile] = {}
         self._pid = os.getpid()
 
@@ -101,33 +123,42 @@ class DecodedScenes:
     def in_temporary_folder(
         cls, scenes: int, sizes: Iterable[int], name: str | None = None
     ) -> DecodedScenes | None:
-        """A cache in a new folder under the temporary directory ($TMPDIR), called ``name``
-        (default: a unique one), or None, saying why, when it would take more than half the disk
-        space free there."""
-        sizes = list(sizes)
+        """A new cache in the temporary directory ($TMPDIR), in a folder called ``name``
+        (default: a unique one), removed when it is collected or this process exits; or None,
+        saying why, when it would take more than half the disk space free there.
+
+        This process holds a lock on the folder while it lives, so that a later run removes the
+        folder of one that was killed first. The folder gets its name only once locked."""
+        sizes = sorted(set(sizes))
         needed = cache_bytes(scenes, sizes)
         root = Path(tempfile.gettempdir())
+        remove_abandoned(root)
         free = shutil.disk_usage(root).free
         if needed > free // 2:
             print(
-                f"train.decoded_cache: {scenes} scenes at {sorted(set(sizes))} px need "
+                f"train.decoded_cache: {scenes} scenes at {sizes} px need "
                 f"{needed / 2**30:.1f} GiB, more than half the {free / 2**30:.1f} GiB free in "
                 f"{root}; decoding every epoch instead (set TMPDIR to a larger disk)"
             )
             return None
-        if name is None:
-            return cls(Path(tempfile.mkdtemp(prefix=CACHE_PREFIX, dir=root)), scenes, sizes)
-        (folder := root / name).mkdir(mode=0o700)
-        return cls(folder, scenes, sizes)
+        staging = Path(tempfile.mkdtemp(prefix=f".{CACHE_PREFIX}", dir=root))
+        lock = os.open(staging / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for size in sizes:
+            with open(staging / _file_name(size), "wb") as file:  # sparse: pages come as used
+                file.truncate(cache_bytes(scenes, [size]))
+        folder = root / (name or staging.name[1:])
+        os.rename(staging, folder)  # refuses to replace a folder that has files
+        cache = cls(folder, scenes, sizes)
+        weakref.finalize(cache, _remove, folder, os.getpid(), lock)
+        return cache
 
     @classmethod
     def made_by_another(cls, name: str, scenes: int, sizes: Iterable[int]) -> DecodedScenes | None:
-        """The cache another process of the run made as ``name``, if it made one."""
+        """The cache another process of the run (DDP's, on this machine) made as ``name``, if it
+        made one; that process removes it."""
         folder = Path(tempfile.gettempdir()) / name
-        return cls(folder, scenes, sizes, owner=False) if folder.is_dir() else None
-
-    def _path(self, size: int) -> Path:
-        return self.folder / f"{size}px.u8"
+        return cls(folder, scenes, sizes) if folder.is_dir() else None
 
     def _file(self, size: int) -> _SizeFile | None:
         if self._pid != os.getpid():  # a forked or spawned worker maps the files itself
@@ -135,7 +166,7 @@ class DecodedScenes:
         if size not in self.sizes:
             return None
         if size not in self._files:
-            self._files[size] = _SizeFile(self._path(size), self.scenes, size)
+            self._files[size] = _SizeFile(self.folder / _file_name(size), self.scenes, size)
         return self._files[size]
 
     def get(self, index: int, size: int) -> StoredScene | None:

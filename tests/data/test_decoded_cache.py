@@ -3,9 +3,12 @@ with the run that made them, or with the next run when it was killed."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import io
 import os
 import pickle
+import resource
 import signal
 import tempfile
 from pathlib import Path
@@ -85,6 +88,29 @@ def test_a_scene_stored_by_a_forked_worker_is_read_by_the_run(temporary: Path) -
     assert _equal(cache.get(2, 16), scene)
     # A pickled copy, as a spawned worker gets, reads the same files.
     assert _equal(pickle.loads(pickle.dumps(cache)).get(2, 16), scene)
+
+
+def test_a_write_that_falls_short_stores_nothing_and_training_goes_on(temporary: Path) -> None:
+    cache = _cache(3, [16])
+    reading, writing = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - a worker whose disk fills up under it
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        # Files end 100 bytes into the first scene's bg_fg for this process: a short write.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3 + 100, resource.RLIM_INFINITY))
+        with contextlib.redirect_stdout(io.StringIO()) as said:
+            cache.put(0, 16, _scene(16, 5))
+            cache.put(1, 16, _scene(16, 6))
+        os.write(writing, f"{cache.get(0, 16) is None} {said.getvalue()}".encode())
+        os._exit(0)
+    assert os.waitpid(child, 0)[1] == 0
+    nothing_stored, said = os.read(reading, 4096).decode().split(" ", 1)
+    assert nothing_stored == "True" and said.count("\n") == 1  # said once
+    assert f"train.decoded_cache: cannot use {cache.folder} (wrote 100 of 768 bytes)" in said
+    assert "decodes every epoch from now on" in said
+    assert cache.get(0, 16) is None  # nor for the others: its flag was never written
+    cache.put(0, 16, scene := _scene(16, 7))  # this process can still store
+    assert _equal(cache.get(0, 16), scene)
 
 
 def test_the_files_go_with_the_run_but_not_with_a_worker(temporary: Path) -> None:

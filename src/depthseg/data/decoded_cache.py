@@ -73,7 +73,9 @@ class _SizeFile:
             data = np.ascontiguousarray(image, np.uint8)
             if data.size != self.scene_bytes * channels:
                 raise ValueError(f"a stored image must have {self.scene_bytes * channels} bytes")
-            os.pwrite(self.descriptor, data, offset + index * data.size)
+            written = os.pwrite(self.descriptor, data, offset + index * data.size)
+            if written != data.size:  # a file size limit lets a write fall short
+                raise OSError(f"wrote {written} of {data.size} bytes")
         os.pwrite(self.descriptor, b"\x01", index)
 
     def __del__(self) -> None:
@@ -166,8 +168,21 @@ class DecodedScenes:
         if size not in self.sizes:
             return None
         if size not in self._files:
-            self._files[size] = _SizeFile(self.folder / _file_name(size), self.scenes, size)
+            try:
+                self._files[size] = _SizeFile(self.folder / _file_name(size), self.scenes, size)
+            except OSError as error:
+                self._give_up(error)
+                return None
         return self._files[size]
+
+    def _give_up(self, error: OSError) -> None:
+        """This process decodes from now on: a full disk or a removed folder ends no training."""
+        self.sizes = []
+        print(
+            f"train.decoded_cache: cannot use {self.folder} ({error}); this process decodes "
+            "every epoch from now on",
+            flush=True,
+        )
 
     def get(self, index: int, size: int) -> StoredScene | None:
         """Scene ``index`` at ``size`` (read-only views of the file), if it is stored."""
@@ -179,8 +194,12 @@ class DecodedScenes:
     def put(self, index: int, size: int, scene: StoredScene) -> None:
         """Store scene ``index`` at ``size``; the flag last, once its images are in."""
         file = self._file(size)
-        if file is not None:
+        if file is None:
+            return
+        try:
             file.write(index, scene)
+        except OSError as error:  # the scene is not flagged: it is decoded when read again
+            self._give_up(error)
 
     def __getstate__(self) -> dict[str, object]:
         return {**self.__dict__, "_files": {}, "_pid": -1}

@@ -148,6 +148,13 @@ def test_auto_resume_continues_an_unfinished_run_and_restarts_a_finished_one(
     assert Trainer(build_run(tiny_params(resume="auto"), table, archive, tmp_path)).first_epoch == 1
 
 
+def test_params_that_change_no_result_do_not_stop_a_resume(tiny_index, tmp_path) -> None:
+    table, archive = tiny_index
+    interrupted_after_epoch_1(tiny_index, tmp_path)
+    other = tiny_params(resume=True, workers=1, decoded_cache=False, preview_images=0)
+    assert Trainer(build_run(other, table, archive, tmp_path)).first_epoch == 2
+
+
 def test_auto_resume_starts_afresh_when_params_changed(tiny_index, tmp_path, capsys) -> None:
     table, archive = tiny_index
     interrupted_after_epoch_1(tiny_index, tmp_path)

@@ -117,7 +117,7 @@ def resume_key(params: Params, splits_hash: str, processes: int = 1) -> dict[str
     """What must not change between a run and its resumption. ``train.epochs`` may grow for
     every schedule but OneCycle, whose shape is fixed by the total number of steps; the number
     of DDP processes may not (it sets the steps per epoch)."""
-    exclude = {"resume", "workers", "device", "preview_images"}
+    exclude = {"resume", "workers", "decoded_cache", "device", "preview_images"}
     if params.train.scheduler.name != "onecycle":
         exclude.add("epochs")
     train = params.train.model_dump(exclude=exclude)

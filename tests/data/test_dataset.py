@@ -353,7 +353,7 @@ def test_later_epochs_read_what_loader_workers_stored_not_the_archive(
     table, archive = index_release(make_release(3, 2, 2))
     photometric = PhotometricChange(PHOTOMETRIC)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    cache = DecodedScenes.in_temporary_folder(len(table), [32, 48])
+    cache = DecodedScenes.in_temporary_folder(len(table), [32, 48], "depthseg-decoded-test")
     cached = SceneDataset(table, archive, 32, 0, photometric, cache=cache)
     plain = SceneDataset(table, archive, 32, 0, photometric)
     keys = [SceneKey(index, size, 1) for size in (32, 48) for index in range(len(table))]

@@ -12,6 +12,7 @@ import resource
 import signal
 import tempfile
 from pathlib import Path
+from uuid import uuid4
 
 import numpy as np
 import pytest
@@ -47,7 +48,8 @@ def _equal(first: StoredScene | None, second: StoredScene) -> bool:
 
 
 def _cache(scenes: int, sizes: list[int], name: str | None = None) -> DecodedScenes:
-    cache = DecodedScenes.in_temporary_folder(scenes, sizes, name)
+    """A cache called ``name``, by default a new one."""
+    cache = DecodedScenes.in_temporary_folder(scenes, sizes, name or CACHE_PREFIX + uuid4().hex)
     assert cache is not None
     return cache
 
@@ -164,7 +166,7 @@ def test_another_process_of_the_run_opens_the_cache_by_name_and_leaves_it(
 
 
 def test_a_cache_larger_than_half_the_free_disk_is_not_made(temporary: Path, capsys) -> None:
-    assert DecodedScenes.in_temporary_folder(10**9, [160]) is None
+    assert DecodedScenes.in_temporary_folder(10**9, [160], f"{CACHE_PREFIX}large") is None
     said = capsys.readouterr().out
     needed = cache_bytes(10**9, [160]) / 2**30
     assert f"train.decoded_cache: 1000000000 scenes at [160] px need {needed:.1f} GiB" in said

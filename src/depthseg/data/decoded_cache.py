@@ -123,11 +123,11 @@ class DecodedScenes:
 
     @classmethod
     def in_temporary_folder(
-        cls, scenes: int, sizes: Iterable[int], name: str | None = None
+        cls, scenes: int, sizes: Iterable[int], name: str
     ) -> DecodedScenes | None:
-        """A new cache in the temporary directory ($TMPDIR), in a folder called ``name``
-        (default: a unique one), removed when it is collected or this process exits; or None,
-        saying why, when it would take more than half the disk space free there.
+        """A new cache in the temporary directory ($TMPDIR), in a folder called ``name``, removed
+        when it is collected or this process exits; or None, saying why, when it would take more
+        than half the disk space free there.
 
         This process holds a lock on the folder while it lives, so that a later run removes the
         folder of one that was killed first. The folder gets its name only once locked."""
@@ -149,7 +149,7 @@ class DecodedScenes:
         for size in sizes:
             with open(staging / _file_name(size), "wb") as file:  # sparse: pages come as used
                 file.truncate(cache_bytes(scenes, [size]))
-        folder = root / (name or staging.name[1:])
+        folder = root / name
         os.rename(staging, folder)  # refuses to replace a folder that has files
         cache = cls(folder, scenes, sizes)
         weakref.finalize(cache, _remove, folder, os.getpid(), lock)

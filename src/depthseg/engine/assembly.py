@@ -75,11 +75,9 @@ def decoded_cache(
     if not config.decoded_cache or config.epochs < 2:
         return None
     sizes = {config.image_size(epoch) for epoch in range(1, config.epochs + 1)}
-    if not group.distributed:
-        return DecodedScenes.in_temporary_folder(scenes, sizes)
     name = f"{CACHE_PREFIX}{group.from_rank_0(uuid.uuid4().hex)}-{split}"
     made = None
-    if group.local_rank == 0:  # one per machine
+    if group.local_rank == 0:  # one per machine; in one process, this one
         made = DecodedScenes.in_temporary_folder(scenes, sizes, name)
     group.barrier()
     return made or DecodedScenes.made_by_another(name, scenes, sizes)

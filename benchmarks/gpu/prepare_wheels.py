@@ -1,8 +1,8 @@
-"""Wheels for the GPU check: what it imports that the H200's image lacks, for CPython 3.12.
+"""Wheels for the GPU check: what it imports that the GPU machines' image lacks, for Python 3.12.
 
 Run here, where the packages are installed: the distributions the check imports (found by
-importing its modules) less those the image holds (h200_packages.txt) are downloaded at the
-versions installed here, without their dependencies, as wheels for CPython 3.12 on manylinux
+importing its modules) less those the image holds (device_image_packages.txt) are downloaded at
+the versions installed here, without their dependencies, as wheels for CPython 3.12 on manylinux
 x86-64. Then every wheel's requirements are checked against the wheels and the image's packages:
 one missing, or pinned against a version the image has, is a conflict. Nothing is left half done:
 the wheels are gathered in a temporary folder that replaces ``--out`` at the end.
@@ -27,7 +27,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 HERE = Path(__file__).resolve().parent
-IMAGE_PACKAGES = HERE / "h200_packages.txt"
+IMAGE_PACKAGES = HERE / "device_image_packages.txt"
 #: What the GPU check imports: the fetch and index stages and the Trainer.
 CHECK_MODULES = ("depthseg.stages.fetch", "depthseg.stages.index", "depthseg.engine.loop")
 #: The project itself travels as source (PYTHONPATH), not as a wheel.

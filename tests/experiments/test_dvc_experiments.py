@@ -171,12 +171,13 @@ def test_the_mask_only_runs_are_tagged_and_registered_apart(mask_study) -> None:
 
 def test_a_failed_experiment_fails_the_loss_study(experiments) -> None:
     project, env, _ = experiments
-    # Valid params, but no validation split: train refuses to start in every experiment.
-    no_val = ["-S", "index.split.train=0.9", "-S", "index.split.val=0.0"]
-    command = [sys.executable, "src/loss_study.py", "--prefix", "bad", *no_val]
+    # Valid params, but a dataset folder that is not there: fetch fails in every experiment.
+    missing = ["-S", "data.source=local", "-S", "data.path=no-such-folder"]
+    command = [sys.executable, "src/loss_study.py", "--prefix", "bad", *missing]
     result = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
     assert result.returncode == 2
     assert "failed; `dvc queue logs bad-" in result.stderr
+    assert all(f"bad-{preset}" in result.stderr for preset in PRESETS)
 
 
 def test_the_best_tuned_params_are_queued_as_an_experiment(experiments, tmp_path: Path) -> None:

@@ -37,7 +37,8 @@ import psutil
 import torch
 from torch.utils.data import DataLoader
 
-from depthseg.core.params import IndexParams, load_params
+from depthseg.core.params import IndexParams
+from depthseg.core.params_file import load_params
 from depthseg.core.paths import INDEX_FILE
 from depthseg.data.archive import pack_folder
 from depthseg.data.dataset import collate_scenes

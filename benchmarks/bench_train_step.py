@@ -34,7 +34,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from depthseg.core.params import TrainParams, load_params
+from depthseg.core.params import TrainParams
+from depthseg.core.params_file import load_params
 from depthseg.core.paths import INDEX_FILE
 from depthseg.data.indexing import read_index
 from depthseg.engine.assembly import build_run

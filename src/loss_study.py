@@ -15,7 +15,8 @@ import argparse
 import shlex
 
 from depthseg.core.cli import run_stage, stage_parser
-from depthseg.core.params import Params, parse_override
+from depthseg.core.params import Params
+from depthseg.core.params_file import parse_override
 from depthseg.experiments.loss_study import COMBINED, MASK_ONLY, loss_study
 
 

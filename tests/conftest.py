@@ -21,7 +21,8 @@ from PIL import Image
 from repro_project import make_repro_project
 from servers import POSTGRES_BIN, Postgres, model_server, postgres_server
 
-from depthseg.core.params import IndexParams, SplitParams, load_params
+from depthseg.core.params import IndexParams, SplitParams
+from depthseg.core.params_file import load_params
 from depthseg.data import layout
 from depthseg.data.archive import pack_folder
 from depthseg.data.indexing import build_index

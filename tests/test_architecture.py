@@ -141,8 +141,8 @@ def test_the_params_schema_imports_only_the_error_type() -> None:
 
 
 @pytest.mark.parametrize("path", library_modules(), ids=module_name)
-def test_no_module_is_over_500_lines(path: Path) -> None:
-    assert len(path.read_text().splitlines()) <= MAX_LINES
+def test_every_module_is_under_500_lines(path: Path) -> None:
+    assert len(path.read_text().splitlines()) < MAX_LINES
 
 
 def reached_files(script: Path) -> set[Path]:

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_input import network_inputs, scenes_per_second, training_trainer
 
-from depthseg.core.params import load_params
+from depthseg.core.params_file import load_params
 from depthseg.data.indexing import build_index
 from depthseg.data.sources import fetch as fetch_source
 

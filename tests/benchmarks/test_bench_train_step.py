@@ -12,7 +12,7 @@ import torch
 from markdown_tables import markdown_tables
 from repro_project import REPO, run
 
-from depthseg.core.params import load_params
+from depthseg.core.params_file import load_params
 from depthseg.engine import compute
 from depthseg.models.dsresnet import DSResNet
 

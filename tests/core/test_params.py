@@ -1,24 +1,12 @@
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from depthseg.core.cli import run_stage, stage_parser
-from depthseg.core.params import (
-    Params,
-    ParamsError,
-    TrainParams,
-    apply_override,
-    flatten,
-    load_params,
-    parse_override,
-    parse_params,
-    read_params_file,
-)
+from depthseg.core.params import Params, ParamsError, TrainParams, flatten, parse_params
+from depthseg.core.params_file import apply_override, load_params, read_params_file
 
 REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
@@ -27,11 +15,6 @@ def _problem_lines(raw: dict[str, Any]) -> list[str]:
     with pytest.raises(ParamsError) as caught:
         parse_params(raw, source="params.yaml")
     return str(caught.value).splitlines()
-
-
-def _write_params(path: Path, raw: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 def test_defaults_are_valid() -> None:
@@ -134,78 +117,6 @@ def test_one_line_per_problem() -> None:
         assert sum(key in line for line in lines) == 1, key
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("train.epochs=3", ("train.epochs", 3)),
-        (" train.seed = 7 ", ("train.seed", 7)),
-        ("train.optimizer.lr=0.5", ("train.optimizer.lr", 0.5)),
-        ("train.image_sizes=[64, 96]", ("train.image_sizes", [64, 96])),
-        ("train.augment.geometric=true", ("train.augment.geometric", True)),
-        ("data.path=null", ("data.path", None)),
-        ("data.path=/data/modest=v2.zip", ("data.path", "/data/modest=v2.zip")),
-    ],
-)
-def test_parse_override(text: str, expected: tuple[str, Any]) -> None:
-    assert parse_override(text) == expected
-
-
-@pytest.mark.parametrize("text", ["train.epochs", "=3", "train.image_sizes=[64,", 'a="open'])
-def test_bad_override_is_a_params_error_naming_it(text: str) -> None:
-    with pytest.raises(ParamsError) as caught:
-        parse_override(text)
-    assert repr(text) in str(caught.value)
-
-
-def test_apply_override_creates_sections_and_keeps_siblings() -> None:
-    raw: dict[str, Any] = {"train": {"epochs": 2, "optimizer": {"name": "adam"}}}
-    apply_override(raw, "train.optimizer.lr", 0.1)
-    apply_override(raw, "evaluate.split", "val")
-    assert raw == {
-        "train": {"epochs": 2, "optimizer": {"name": "adam", "lr": 0.1}},
-        "evaluate": {"split": "val"},
-    }
-
-
-def test_apply_override_below_a_value_is_refused() -> None:
-    with pytest.raises(ParamsError, match="'epochs' is not a section"):
-        apply_override({"train": {"epochs": 2}}, "train.epochs.max", 3)
-
-
-def test_load_params_applies_overrides_in_order(tmp_path: Path) -> None:
-    path = _write_params(tmp_path / "params.yaml", {"train": {"epochs": 2, "batch_size": 4}})
-    overrides = ["train.epochs=5", "train.image_sizes=[32, 64]", "train.epochs=7"]
-    # PyYAML reads 1e-3 as a string; the schema must still take it as the number.
-    params = load_params(path, [*overrides, "train.optimizer.lr=1e-3"])
-    assert params.train.optimizer.lr == pytest.approx(0.001)
-    assert params.train.epochs == 7
-    assert params.train.batch_size == 4
-    assert params.train.image_sizes == [32, 64]
-
-
-def test_load_params_reports_an_invalid_override_with_the_file(tmp_path: Path) -> None:
-    path = _write_params(tmp_path / "exp.yaml", {"train": {"epochs": 2}})
-    with pytest.raises(ParamsError) as caught:
-        load_params(path, ["train.epochs=0", "train.epoch=3"])
-    lines = str(caught.value).splitlines()
-    assert len(lines) == 2
-    assert all(line.startswith(f"{path}: ") for line in lines)
-    assert "train.epochs" in lines[0]
-    assert "unknown key 'train.epoch'" in lines[1]
-
-
-@pytest.mark.parametrize(
-    ("content", "expected"),
-    [(None, "not found"), ("train: [1,\n", "not valid YAML"), ("- 1\n- 2\n", "mapping")],
-)
-def test_unreadable_params_file(tmp_path: Path, content: str | None, expected: str) -> None:
-    path = tmp_path / "params.yaml"
-    if content is not None:
-        path.write_text(content)
-    with pytest.raises(ParamsError, match=expected):
-        read_params_file(path)
-
-
 def test_flatten_nested_mapping() -> None:
     nested = {"a": {"b": 1, "c": {"d": [2, 3]}}, "e": None}
     assert flatten(nested) == {"a.b": 1, "a.c.d": [2, 3], "e": None}
@@ -230,29 +141,6 @@ def test_flatten_params_round_trips_through_overrides() -> None:
 @pytest.mark.parametrize(("epoch", "size"), [(1, 32), (2, 64), (3, 96), (9, 96)])
 def test_progressive_image_size(epoch: int, size: int) -> None:
     assert TrainParams(image_sizes=[32, 64, 96]).image_size(epoch) == size
-
-
-@pytest.mark.parametrize(
-    ("override", "key"), [("train.epochs=0", "train.epochs"), ("train.epochs=[1,", "train.epochs")]
-)
-def test_stage_reports_bad_params_in_one_message(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    override: str,
-    key: str,
-) -> None:
-    path = _write_params(tmp_path / "params.yaml", {})
-    monkeypatch.setattr(sys, "argv", ["stage", "--params", str(path), "-S", override])
-    ran: list[Params] = []
-    with pytest.raises(SystemExit) as exited:
-        run_stage(stage_parser("test stage"), lambda params, args: ran.append(params))
-    assert exited.value.code == 2
-    assert not ran
-    error = capsys.readouterr().err
-    assert error.startswith("error: ")
-    assert key in error
-    assert "Traceback" not in error
 
 
 def test_a_mask_only_model_is_refused_params_that_ask_for_depth() -> None:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from depthseg.core.params import ParamsError, load_params
+from depthseg.core.params import ParamsError
 from depthseg.core.params_edit import set_param
+from depthseg.core.params_file import load_params
 
 REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 

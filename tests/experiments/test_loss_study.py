@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from depthseg.core.params import LOSS_PRESET_NAMES, Params, apply_override, parse_params
+from depthseg.core.params import LOSS_PRESET_NAMES, Params, parse_params
+from depthseg.core.params_file import apply_override
 from depthseg.experiments.loss_study import COMBINED, MASK_LOSSES, MASK_ONLY
 
 DOCS = Path(__file__).resolve().parents[2] / "docs/experiments.md"

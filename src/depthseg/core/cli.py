@@ -10,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from depthseg.core.errors import DepthsegError
-from depthseg.core.params import PARAMS_FILE, Params, load_params
+from depthseg.core.params import PARAMS_FILE, Params
+from depthseg.core.params_file import load_params
 from depthseg.core.secrets import redact
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import yaml
 
 from depthseg.core.files import replaced_atomically
-from depthseg.core.params import ParamsError, parse_params, read_params_file
+from depthseg.core.params import ParamsError, parse_params
+from depthseg.core.params_file import read_params_file
 
 _KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_.]+):(?P<rest>.*)$")
 _COMMENT = re.compile(r"\s+#.*$")

@@ -9,8 +9,9 @@ import matplotlib
 import pandas as pd
 
 from depthseg.core.files import replaced_atomically, write_json
-from depthseg.core.params import Params, apply_override, parse_params
+from depthseg.core.params import Params, parse_params
 from depthseg.core.params_edit import set_param
+from depthseg.core.params_file import apply_override
 from depthseg.core.paths import INDEX_FILE, LR_FIND_RESULTS
 from depthseg.data.indexing import read_index
 from depthseg.engine.assembly import build_run

@@ -12,7 +12,8 @@ import optuna
 import pandas as pd
 
 from depthseg.core.errors import DepthsegError
-from depthseg.core.params import Params, SearchDimension, apply_override, parse_params
+from depthseg.core.params import Params, SearchDimension, parse_params
+from depthseg.core.params_file import apply_override
 from depthseg.core.secrets import redact
 from depthseg.engine.assembly import build_run
 from depthseg.engine.callbacks import EpochCallback, EpochReport

@@ -12,7 +12,8 @@ import pandas as pd
 import yaml
 
 from depthseg.core.files import replaced_atomically
-from depthseg.core.params import Params, apply_override, parse_params
+from depthseg.core.params import Params, parse_params
+from depthseg.core.params_file import apply_override
 from depthseg.experiments import dvc_cli
 from depthseg.tracking.service import TrackedRun
 from depthseg.tuning.objective import SCORE
